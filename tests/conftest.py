@@ -1,0 +1,77 @@
+"""Shared fixtures: one real sandbox (moto, GCS emulator, Prefect) per test session.
+
+Tests talk to these servers over HTTP through the standard variables
+(AWS_ENDPOINT_URL, STORAGE_EMULATOR_HOST, PREFECT_API_URL); nothing is patched.
+
+With MIRROR_ROLLOUT_TEST_REUSE_SANDBOX=1 an already-running sandbox (found from
+the usual MIRROR_ROLLOUT_* variables / defaults) is used if all its health checks
+pass; it is then left running at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from mirror_rollout import sandbox as sb
+
+
+class RunningSandbox(NamedTuple):
+    config: sb.SandboxConfig
+    exports: dict[str, str]
+    reused: bool
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports the kernel reports free (bound to port 0 together)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+
+
+def fresh_config(state_dir: Path) -> sb.SandboxConfig:
+    """A config on free ports in ``state_dir``, independent of the caller's env."""
+    moto, gcs, prefect = free_ports(3)
+    return sb.SandboxConfig.resolve(
+        state_dir=state_dir, moto_port=moto, gcs_port=gcs, prefect_port=prefect, env={}
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts its own sandbox servers (runs by default)")
+
+
+@pytest.fixture
+def fresh_sandbox_config(tmp_path: Path) -> sb.SandboxConfig:
+    """A config of an own sandbox (free ports, temp state dir), not yet started."""
+    return fresh_config(tmp_path / "sandbox-state")
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    reused = False
+    if os.environ.get("MIRROR_ROLLOUT_TEST_REUSE_SANDBOX") == "1":
+        config = sb.SandboxConfig.resolve()
+        reused = all(s.healthy for s in sb.status(config))
+    if not reused:
+        config = fresh_config(tmp_path_factory.mktemp("sandbox"))
+        try:
+            sb.up(config)
+        except BaseException:
+            sb.down(config)  # up leaves the servers that did come up running
+            raise
+    previous = sb.activate(config)
+    try:
+        yield RunningSandbox(config, sb.exports(config), reused)
+    finally:
+        sb.restore_env(previous)
+        if not reused:
+            sb.down(config)
