@@ -29,7 +29,11 @@ RootOption = Annotated[
 def _mount_sandbox() -> None:
     from mirror_rollout.sandbox import app as sandbox_app
 
-    app.add_typer(sandbox_app, name="sandbox", help="Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect).")
+    app.add_typer(
+        sandbox_app,
+        name="sandbox",
+        help="Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect).",
+    )
 
 
 _mount_sandbox()

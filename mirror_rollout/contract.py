@@ -26,7 +26,14 @@ class TableSpec:
 
 
 TABLES: tuple[TableSpec, ...] = (
-    TableSpec("fp-events", "aws_dynamodb_table.fp_events", "pk", "sk", "expiresAt", ("FindingIndex", "gsi1pk", "gsi1sk")),
+    TableSpec(
+        "fp-events",
+        "aws_dynamodb_table.fp_events",
+        "pk",
+        "sk",
+        "expiresAt",
+        ("FindingIndex", "gsi1pk", "gsi1sk"),
+    ),
     TableSpec("consent", "aws_dynamodb_table.consent", "orgId"),
     TableSpec("block-counter", "aws_dynamodb_table.block_counter", "bucketKey", None, "expiresAt"),
 )

@@ -19,9 +19,7 @@ def parse_environment(value: str) -> Environment:
         return Environment(value)
     except ValueError:
         allowed = ", ".join(e.value for e in Environment)
-        raise ConfigError(
-            f"unknown environment {value!r}", f"use one of: {allowed}"
-        ) from None
+        raise ConfigError(f"unknown environment {value!r}", f"use one of: {allowed}") from None
 
 
 def terraform_dir(root: Path | None = None) -> Path:
@@ -34,4 +32,3 @@ def gcp_dir(root: Path | None = None) -> Path:
 
 def tfvars_path(env: Environment, root: Path | None = None) -> Path:
     return terraform_dir(root) / f"{env.value}.tfvars"
-

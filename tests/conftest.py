@@ -75,3 +75,11 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
         sb.restore_env(previous)
         if not reused:
             sb.down(config)
+
+
+@pytest.fixture
+def infra(tmp_path: Path):
+    """A copy of infra/ under tmp_path; ``infra.root`` is the project root to pass on."""
+    from tests.infra_copy import InfraCopy
+
+    return InfraCopy(tmp_path)

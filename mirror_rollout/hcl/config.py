@@ -43,7 +43,10 @@ def read_tfvars(path: Path) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for child in tree.body.children:
         if isinstance(child, BlockRule):
-            raise ConfigError(f"{path}:{line_of(child)}: blocks are not allowed in a .tfvars file", "use name = value lines")
+            raise ConfigError(
+                f"{path}:{line_of(child)}: blocks are not allowed in a .tfvars file",
+                "use name = value lines",
+            )
         if isinstance(child, AttributeRule):
             name = str(child.identifier.token.value)
             try:
@@ -72,7 +75,9 @@ def resolve_variables(
             given[name] = (value, str(path))
     for name, value in (overrides or {}).items():
         if name not in module.variables:
-            raise ConfigError(f"override for undeclared variable {name!r}", "check the variable name")
+            raise ConfigError(
+                f"override for undeclared variable {name!r}", "check the variable name"
+            )
         given[name] = (value, "override")
     resolved: dict[str, Any] = {}
     for name, var in module.variables.items():
@@ -88,16 +93,25 @@ def resolve_variables(
         try:
             value = convert(value, var.type_rule)
         except TypeMismatch as exc:
-            raise ConfigError(f"variable {name!r} from {origin}: {exc}", f"give {name} a value of the declared type") from None
+            raise ConfigError(
+                f"variable {name!r} from {origin}: {exc}",
+                f"give {name} a value of the declared type",
+            ) from None
         for condition, message in var.validations:
             evaluator = Evaluator({"var": {name: value}})
             try:
                 ok = evaluator.eval(condition)
                 text = evaluator.eval(message)
             except EvalError as exc:
-                raise ConfigError(f"{var.file}:{exc.line}: validation of {name!r}: {exc.message}", "fix the validation block") from None
+                raise ConfigError(
+                    f"{var.file}:{exc.line}: validation of {name!r}: {exc.message}",
+                    "fix the validation block",
+                ) from None
             if ok is not True:
-                raise ConfigError(f"variable {name!r} = {value!r} from {origin}: {text}", f"fix {name} in {origin}")
+                raise ConfigError(
+                    f"variable {name!r} = {value!r} from {origin}: {text}",
+                    f"fix {name} in {origin}",
+                )
         resolved[name] = value
     return resolved
 
@@ -168,12 +182,20 @@ class Configuration:
         self._scope: dict[str, Any] = {
             "var": variables,
             "local": self.locals,
-            "path": {"module": str(module.directory), "root": str(module.directory), "cwd": str(Path.cwd())},
+            "path": {
+                "module": str(module.directory),
+                "root": str(module.directory),
+                "cwd": str(Path.cwd()),
+            },
             "terraform": {"workspace": workspace},
-            "data": _Lazy("data", self._data_type, {r.type for r in module.resources if r.mode == "data"}),
+            "data": _Lazy(
+                "data", self._data_type, {r.type for r in module.resources if r.mode == "data"}
+            ),
         }
         for rtype in types:
-            self._scope[rtype] = _Lazy(rtype, lambda name, t=rtype: self._resource_ref(t, name), self._names_of(rtype))
+            self._scope[rtype] = _Lazy(
+                rtype, lambda name, t=rtype: self._resource_ref(t, name), self._names_of(rtype)
+            )
 
     def _names_of(self, rtype: str, mode: str = "managed") -> set[str]:
         return {r.name for r in self.module.resources if r.type == rtype and r.mode == mode}
@@ -184,10 +206,17 @@ class Configuration:
         try:
             return Evaluator(self._scope).eval(rule)
         except EvalError as exc:
-            raise ConfigError(f"{where.file}:{exc.line or where.line}: local.{name}: {exc.message}", "fix the expression") from None
+            raise ConfigError(
+                f"{where.file}:{exc.line or where.line}: local.{name}: {exc.message}",
+                "fix the expression",
+            ) from None
 
     def _data_type(self, rtype: str) -> Any:
-        return _Lazy(f"data.{rtype}", lambda name: self._resource_ref(rtype, name, "data"), self._names_of(rtype, "data"))
+        return _Lazy(
+            f"data.{rtype}",
+            lambda name: self._resource_ref(rtype, name, "data"),
+            self._names_of(rtype, "data"),
+        )
 
     def _resource_ref(self, rtype: str, name: str, mode: str = "managed") -> Any:
         prefix = "data." if mode == "data" else ""
@@ -214,7 +243,10 @@ class Configuration:
                 count = evaluator.eval(resource.count_rule)
                 self._require_known(count, resource, "count")
                 if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                    raise EvalError(f"count must be a whole number >= 0, got {count!r}", line_of(resource.count_rule))
+                    raise EvalError(
+                        f"count must be a whole number >= 0, got {count!r}",
+                        line_of(resource.count_rule),
+                    )
                 result = [Instance(resource, i) for i in range(count)]
             elif resource.for_each_rule is not None:
                 each = evaluator.eval(resource.for_each_rule)
@@ -224,7 +256,10 @@ class Configuration:
                 elif isinstance(each, list) and all(isinstance(v, str) for v in each):
                     result = [Instance(resource, k, k) for k in sorted(set(each))]
                 else:
-                    raise EvalError("for_each must be a map or a set of strings", line_of(resource.for_each_rule))
+                    raise EvalError(
+                        "for_each must be a map or a set of strings",
+                        line_of(resource.for_each_rule),
+                    )
             else:
                 result = [Instance(resource)]
         except EvalError as exc:
@@ -244,7 +279,9 @@ class Configuration:
             if instance.resource.count_rule is not None:
                 names["count"] = {"index": instance.key}
             try:
-                self._configs[instance.address] = body_values(instance.resource.body, self.evaluator(**names), META_ARGUMENTS)
+                self._configs[instance.address] = body_values(
+                    instance.resource.body, self.evaluator(**names), META_ARGUMENTS
+                )
             except EvalError as exc:
                 raise self._error(instance.resource, exc, instance.address) from None
         return self._configs[instance.address]
@@ -259,7 +296,10 @@ class Configuration:
             try:
                 out[name] = self.evaluator().eval(output.value_rule)
             except EvalError as exc:
-                raise ConfigError(f"{output.file}:{exc.line or output.line}: output {name}: {exc.message}", "fix the expression") from None
+                raise ConfigError(
+                    f"{output.file}:{exc.line or output.line}: output {name}: {exc.message}",
+                    "fix the expression",
+                ) from None
         return out
 
     def dependencies(self, resource: Resource) -> set[str]:
@@ -290,7 +330,13 @@ class Configuration:
     # -- helpers ----------------------------------------------------------------
     @staticmethod
     def _require_known(value: Any, resource: Resource, what: str) -> None:
-        if isinstance(value, Unknown) or (isinstance(value, dict | list) and any(isinstance(v, Unknown) for v in (value.values() if isinstance(value, dict) else value))):
+        if isinstance(value, Unknown) or (
+            isinstance(value, dict | list)
+            and any(
+                isinstance(v, Unknown)
+                for v in (value.values() if isinstance(value, dict) else value)
+            )
+        ):
             raise EvalError(
                 f"{what} depends on values known only after apply ({getattr(value, 'ref', '')})",
                 line_of(resource.count_rule or resource.for_each_rule),
@@ -304,7 +350,9 @@ class Configuration:
         )
 
 
-def body_values(body: BodyRule, evaluator: Evaluator, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
+def body_values(
+    body: BodyRule, evaluator: Evaluator, skip: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """Attributes as values, nested blocks as lists of dicts (Terraform's state shape)."""
     out: dict[str, Any] = {}
     for child in body.children:

@@ -159,9 +159,11 @@ class Evaluator:
         value = key_rule.value
         if isinstance(value, lit.IdentifierRule):
             return str(value.token.value)
-        if isinstance(value, expressions.ExprTermRule) and isinstance(
-            value.expression, lit.IdentifierRule
-        ) and not value.parentheses:
+        if (
+            isinstance(value, expressions.ExprTermRule)
+            and isinstance(value.expression, lit.IdentifierRule)
+            and not value.parentheses
+        ):
             return str(value.expression.token.value)
         return self.eval(value)
 
@@ -201,7 +203,9 @@ class Evaluator:
             return Unknown(getattr(base, "ref", ""))
         if isinstance(base, list):
             if not _is_number(key) or not 0 <= int(key) < len(base):
-                raise EvalError(f"index {key!r} out of range for a list of {len(base)}", line_of(rule))
+                raise EvalError(
+                    f"index {key!r} out of range for a list of {len(base)}", line_of(rule)
+                )
             return base[int(key)]
         if isinstance(base, PartialObject):
             return base.attr(fn.to_string(key))
@@ -213,7 +217,9 @@ class Evaluator:
         return self._attribute(base, fn.to_string(key), rule)
 
     def _AttrSplatExprTermRule(self, rule: Any) -> Any:
-        raise EvalError("splat expressions ([*] / .*) are not supported; use a for expression", line_of(rule))
+        raise EvalError(
+            "splat expressions ([*] / .*) are not supported; use a for expression", line_of(rule)
+        )
 
     _FullSplatExprTermRule = _AttrSplatExprTermRule
 
@@ -285,7 +291,9 @@ class Evaluator:
             args.extend(expanded)
         if name not in fn.FUNCTIONS:
             supported = ", ".join(sorted(fn.FUNCTIONS))
-            raise EvalError(f"function {name}() is not supported (supported: {supported})", line_of(rule))
+            raise EvalError(
+                f"function {name}() is not supported (supported: {supported})", line_of(rule)
+            )
         return fn.call(name, args)
 
     # -- for expressions ---------------------------------------------------
@@ -329,7 +337,9 @@ class Evaluator:
             if rule.ellipsis is not None:
                 out.setdefault(key, []).append(value)
             elif key in out:
-                raise EvalError(f"duplicate key {key!r} in for expression (use ... to group)", line_of(rule))
+                raise EvalError(
+                    f"duplicate key {key!r} in for expression (use ... to group)", line_of(rule)
+                )
             else:
                 out[key] = value
         return out
@@ -364,7 +374,9 @@ def references(rule: Any) -> set[str]:
 
 def _traversal(node: Any) -> list[str] | None:
     names: list[str] = []
-    while isinstance(node, indexing.GetAttrExprTermRule | indexing.IndexExprTermRule | expressions.ExprTermRule):
+    while isinstance(
+        node, indexing.GetAttrExprTermRule | indexing.IndexExprTermRule | expressions.ExprTermRule
+    ):
         if isinstance(node, indexing.GetAttrExprTermRule):
             names.append(str(node.get_attr.identifier.token.value))
             node = node.expr_term

@@ -15,7 +15,9 @@ from mirror_rollout.errors import ConfigError
 from mirror_rollout.hcl.expressions import EvalError, Evaluator, _traversal, line_of
 
 #: Resource arguments Terraform itself interprets rather than the provider.
-META_ARGUMENTS = frozenset({"count", "for_each", "depends_on", "lifecycle", "provider", "provisioner", "connection"})
+META_ARGUMENTS = frozenset(
+    {"count", "for_each", "depends_on", "lifecycle", "provider", "provisioner", "connection"}
+)
 
 
 def parse_file(path: Path) -> base.StartRule:
@@ -124,9 +126,7 @@ class Module:
 
 
 def attributes(body: BodyRule) -> dict[str, AttributeRule]:
-    return {
-        str(c.identifier.token.value): c for c in body.children if isinstance(c, AttributeRule)
-    }
+    return {str(c.identifier.token.value): c for c in body.children if isinstance(c, AttributeRule)}
 
 
 def blocks(body: BodyRule, kind: str | None = None) -> list[BlockRule]:
@@ -141,7 +141,9 @@ def _constant(rule: Any, where: Located) -> Any:
     try:
         return Evaluator({}).eval(rule)
     except EvalError as exc:
-        raise ConfigError(f"{where.file}:{exc.line or where.line}: {exc.message}", "use a literal value here") from None
+        raise ConfigError(
+            f"{where.file}:{exc.line or where.line}: {exc.message}", "use a literal value here"
+        ) from None
 
 
 def _traversal_list(rule: Any, where: Located, what: str) -> list[str]:
@@ -152,7 +154,9 @@ def _traversal_list(rule: Any, where: Located, what: str) -> list[str]:
     for element in expr.elements:
         chain = _traversal(element)
         if chain is None:
-            raise ConfigError(f"{where.where()}: {what} entries must be plain references", "remove the expression")
+            raise ConfigError(
+                f"{where.where()}: {what} entries must be plain references", "remove the expression"
+            )
         out.append(".".join(chain))
     return out
 
@@ -162,7 +166,9 @@ def load_module(directory: Path) -> Module:
     directory = Path(directory)
     files = sorted(directory.glob("*.tf"))
     if not files:
-        raise ConfigError(f"no .tf files in {directory}", "point --infra-dir at a Terraform root module")
+        raise ConfigError(
+            f"no .tf files in {directory}", "point --infra-dir at a Terraform root module"
+        )
     module = Module(directory=directory, files=files)
     for path in files:
         tree = parse_file(path)
@@ -187,20 +193,33 @@ def _add_block(module: Module, path: Path, block: BlockRule) -> None:
             var.description = str(_constant(attrs["description"].expression, where))
         for validation in blocks(body, "validation"):
             vattrs = attributes(validation.body)
-            var.validations.append((vattrs["condition"].expression, vattrs["error_message"].expression))
+            var.validations.append(
+                (vattrs["condition"].expression, vattrs["error_message"].expression)
+            )
         module.variables[var.name] = var
     elif kind == "locals":
         for name, attr in attributes(body).items():
             if name in module.locals:
-                raise ConfigError(f"{where.where()}: local.{name} is defined twice", "remove one definition")
+                raise ConfigError(
+                    f"{where.where()}: local.{name} is defined twice", "remove one definition"
+                )
             module.locals[name] = (attr.expression, Located(path, line_of(attr)))
     elif kind in ("resource", "data"):
-        res = Resource(path, where.line, mode="managed" if kind == "resource" else "data", type=labels[0], name=labels[1], body=body)
+        res = Resource(
+            path,
+            where.line,
+            mode="managed" if kind == "resource" else "data",
+            type=labels[0],
+            name=labels[1],
+            body=body,
+        )
         attrs = attributes(body)
         res.count_rule = attrs["count"].expression if "count" in attrs else None
         res.for_each_rule = attrs["for_each"].expression if "for_each" in attrs else None
         if res.count_rule is not None and res.for_each_rule is not None:
-            raise ConfigError(f"{where.where()}: {res.address} sets both count and for_each", "use one of them")
+            raise ConfigError(
+                f"{where.where()}: {res.address} sets both count and for_each", "use one of them"
+            )
         if "depends_on" in attrs:
             res.depends_on = _traversal_list(attrs["depends_on"].expression, where, "depends_on")
         if "provider" in attrs:
@@ -209,18 +228,26 @@ def _add_block(module: Module, path: Path, block: BlockRule) -> None:
         for lifecycle in blocks(body, "lifecycle"):
             lattrs = attributes(lifecycle.body)
             if "ignore_changes" in lattrs:
-                res.lifecycle.ignore_changes = _traversal_list(lattrs["ignore_changes"].expression, where, "ignore_changes")
+                res.lifecycle.ignore_changes = _traversal_list(
+                    lattrs["ignore_changes"].expression, where, "ignore_changes"
+                )
             if "prevent_destroy" in lattrs:
-                res.lifecycle.prevent_destroy = bool(_constant(lattrs["prevent_destroy"].expression, where))
+                res.lifecycle.prevent_destroy = bool(
+                    _constant(lattrs["prevent_destroy"].expression, where)
+                )
             if "create_before_destroy" in lattrs:
-                res.lifecycle.create_before_destroy = bool(_constant(lattrs["create_before_destroy"].expression, where))
+                res.lifecycle.create_before_destroy = bool(
+                    _constant(lattrs["create_before_destroy"].expression, where)
+                )
         for nested in blocks(body, "dynamic"):
             raise ConfigError(
                 f"{path}:{line_of(nested)}: {res.address}: dynamic blocks are not supported by the sandbox engine",
                 "write the nested blocks out",
             )
         if any(r.address == res.address for r in module.resources):
-            raise ConfigError(f"{where.where()}: {res.address} is declared twice", "rename one of them")
+            raise ConfigError(
+                f"{where.where()}: {res.address} is declared twice", "rename one of them"
+            )
         module.resources.append(res)
     elif kind == "output":
         attrs = attributes(body)
@@ -230,14 +257,20 @@ def _add_block(module: Module, path: Path, block: BlockRule) -> None:
         module.outputs[out.name] = out
     elif kind == "terraform":
         for backend in blocks(body, "backend"):
-            config = {name: _constant(a.expression, where) for name, a in attributes(backend.body).items()}
+            config = {
+                name: _constant(a.expression, where) for name, a in attributes(backend.body).items()
+            }
             module.backend = (_label(backend.labels[1]), config)
         for providers in blocks(body, "required_providers"):
             module.required_providers = {
-                name: _constant(a.expression, where) for name, a in attributes(providers.body).items()
+                name: _constant(a.expression, where)
+                for name, a in attributes(providers.body).items()
             }
     elif kind == "provider":
         module.providers.append((labels[0], body, where))
     elif kind == "module":
-        raise ConfigError(f"{where.where()}: module blocks are not supported by the sandbox engine", "inline the module's resources")
+        raise ConfigError(
+            f"{where.where()}: module blocks are not supported by the sandbox engine",
+            "inline the module's resources",
+        )
     # moved/import/check blocks carry no desired state for the engine.

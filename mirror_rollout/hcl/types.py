@@ -78,7 +78,11 @@ def convert(value: Any, rule: Any, path: str = "") -> Any:
             if not isinstance(value, list):
                 raise TypeMismatch(f"a {name} is required{where}, got {value!r}")
             items = [convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
-            return list(dict.fromkeys(items)) if name == "set" and all(isinstance(i, str) for i in items) else items
+            return (
+                list(dict.fromkeys(items))
+                if name == "set" and all(isinstance(i, str) for i in items)
+                else items
+            )
         if name == "map":
             if not isinstance(value, dict):
                 raise TypeMismatch(f"a map is required{where}, got {value!r}")
@@ -95,7 +99,10 @@ def convert(value: Any, rule: Any, path: str = "") -> Any:
             for elem in spec.elements:
                 key = elem.key.serialize().strip('"')
                 attr_type = _unwrap(elem.expression)
-                optional = isinstance(attr_type, functions.FunctionCallRule) and str(attr_type.identifiers[0].token.value) == "optional"
+                optional = (
+                    isinstance(attr_type, functions.FunctionCallRule)
+                    and str(attr_type.identifiers[0].token.value) == "optional"
+                )
                 if key not in value and not optional:
                     raise TypeMismatch(f"attribute {key!r} is required{where}")
                 out[key] = convert(value.get(key), attr_type, f"{path}.{key}" if path else key)
@@ -105,5 +112,8 @@ def convert(value: Any, rule: Any, path: str = "") -> Any:
             elements = spec.elements if isinstance(spec, containers.TupleRule) else []
             if not isinstance(value, list) or len(value) != len(elements):
                 raise TypeMismatch(f"a tuple of {len(elements)} is required{where}")
-            return [convert(v, t, f"{path}[{i}]") for i, (v, t) in enumerate(zip(value, elements, strict=True))]
+            return [
+                convert(v, t, f"{path}[{i}]")
+                for i, (v, t) in enumerate(zip(value, elements, strict=True))
+            ]
     raise TypeMismatch(f"unsupported type constraint {describe(rule)}")

@@ -37,7 +37,13 @@ def is_known(value: Any) -> bool:
 def first_unknown(value: Any) -> Unknown | None:
     if isinstance(value, Unknown):
         return value
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    items = (
+        value.values()
+        if isinstance(value, dict)
+        else value
+        if isinstance(value, list | tuple)
+        else ()
+    )
     for item in items:
         found = first_unknown(item)
         if found is not None:

@@ -115,7 +115,11 @@ class TablePitr(Guardrail):
                 yield missing(view, spec.address, view.tfvars_dir)
                 continue
             enabled = table.block("point_in_time_recovery").get("enabled")
-            problems = [] if enabled is True else [f"point_in_time_recovery.enabled is {enabled!r}, must be true"]
+            problems = (
+                []
+                if enabled is True
+                else [f"point_in_time_recovery.enabled is {enabled!r}, must be true"]
+            )
             yield self.observe(table, problems, "PITR enabled")
 
 
@@ -134,7 +138,9 @@ class TableEncryption(Guardrail):
             if sse.get("enabled") is not True:
                 problems.append("server_side_encryption.enabled must be true")
             if not is_cmk(sse.get("kms_key_arn")):
-                problems.append("server_side_encryption.kms_key_arn must name the project CMK (aws_kms_key)")
+                problems.append(
+                    "server_side_encryption.kms_key_arn must name the project CMK (aws_kms_key)"
+                )
             yield self.observe(table, problems, "SSE with the project CMK")
 
 
@@ -165,15 +171,23 @@ class TableSchema(Guardrail):
                 if types.get(key) != "S":
                     problems.append(f"attribute {key!r} must be declared with type S")
             ttl = table.block("ttl")
-            if spec.ttl_attribute and (ttl.get("enabled") is not True or ttl.get("attribute_name") != spec.ttl_attribute):
+            if spec.ttl_attribute and (
+                ttl.get("enabled") is not True or ttl.get("attribute_name") != spec.ttl_attribute
+            ):
                 problems.append(f"ttl must be enabled on {spec.ttl_attribute!r}")
             if spec.gsi:
                 gsis = {g.get("name"): g for g in as_list(c.get("global_secondary_index"))}
                 gsi = gsis.get(spec.gsi[0])
                 if gsi is None:
                     problems.append(f"global secondary index {spec.gsi[0]} is missing")
-                elif (gsi.get("hash_key"), gsi.get("range_key"), gsi.get("projection_type")) != (spec.gsi[1], spec.gsi[2], "ALL"):
-                    problems.append(f"{spec.gsi[0]} must be {spec.gsi[1]}/{spec.gsi[2]} with projection ALL")
+                elif (gsi.get("hash_key"), gsi.get("range_key"), gsi.get("projection_type")) != (
+                    spec.gsi[1],
+                    spec.gsi[2],
+                    "ALL",
+                ):
+                    problems.append(
+                        f"{spec.gsi[0]} must be {spec.gsi[1]}/{spec.gsi[2]} with projection ALL"
+                    )
             yield self.observe(table, problems, f"{spec.name(env)} matches the contract")
 
 
@@ -191,7 +205,12 @@ class KeyRotation(Guardrail):
     def inspect(self, view):
         key = _key(view)
         if key is None:
-            yield Observation("aws_kms_key", view.tfvars_dir, False, f"expected exactly one aws_kms_key, found {len(view.of_type('aws_kms_key'))}")
+            yield Observation(
+                "aws_kms_key",
+                view.tfvars_dir,
+                False,
+                f"expected exactly one aws_kms_key, found {len(view.of_type('aws_kms_key'))}",
+            )
             return
         problems = []
         if key.config.get("enable_key_rotation") is not True:
@@ -209,11 +228,19 @@ class KeyDeletionWindow(Guardrail):
     def inspect(self, view):
         key = _key(view)
         if key is None:
-            yield Observation("aws_kms_key", view.tfvars_dir, False, "no single aws_kms_key to inspect")
+            yield Observation(
+                "aws_kms_key", view.tfvars_dir, False, "no single aws_kms_key to inspect"
+            )
             return
         expected = contract.KMS_DELETION_WINDOW_DAYS[view.env.value]
         window = key.config.get("deletion_window_in_days")
-        problems = [] if window == expected else [f"deletion_window_in_days is {window!r} for {view.env.value}, expected {expected} (set kms_deletion_window_days in {view.env.value}.tfvars)"]
+        problems = (
+            []
+            if window == expected
+            else [
+                f"deletion_window_in_days is {window!r} for {view.env.value}, expected {expected} (set kms_deletion_window_days in {view.env.value}.tfvars)"
+            ]
+        )
         yield self.observe(key, problems, f"{window} days")
 
 
@@ -272,9 +299,13 @@ class NonceName(Guardrail):
             match = contract.NONCE_NAME.match(name) if isinstance(name, str) else None
             problems = []
             if isinstance(name, str) and contract.NONCE_LEGACY_NAME.search(name):
-                problems.append(f"{name!r} uses the retired guardian/{{env}}/redaction/nonce/vN form; use {contract.nonce_parameter(view.env.value, 1)}")
+                problems.append(
+                    f"{name!r} uses the retired guardian/{{env}}/redaction/nonce/vN form; use {contract.nonce_parameter(view.env.value, 1)}"
+                )
             elif match is None or match["env"] != view.env.value:
-                problems.append(f"name {name!r} must be {contract.nonce_parameter(view.env.value, 1)}")
+                problems.append(
+                    f"name {name!r} must be {contract.nonce_parameter(view.env.value, 1)}"
+                )
             yield self.observe(param, problems, str(name))
 
 
@@ -294,7 +325,9 @@ class NonceStorage(Guardrail):
             if not is_cmk(param.config.get("key_id")):
                 problems.append("key_id must name the project CMK")
             if "value" not in param.lifecycle.ignore_changes:
-                problems.append("lifecycle.ignore_changes must include value (the pipeline writes real values)")
+                problems.append(
+                    "lifecycle.ignore_changes must include value (the pipeline writes real values)"
+                )
             yield self.observe(param, problems, "SecureString, CMK, ignore_changes = [value]")
 
 
@@ -305,7 +338,12 @@ class NonceNotInTerraform(Guardrail):
 
     def inspect(self, view):
         for generator in [r for r in view.aws if r.type.startswith("random_")]:
-            yield Observation(generator.address, generator.location, False, f"{generator.type} would put a secret into Terraform state; the pipeline generates nonces")
+            yield Observation(
+                generator.address,
+                generator.location,
+                False,
+                f"{generator.type} would put a secret into Terraform state; the pipeline generates nonces",
+            )
         params = _nonce_parameters(view)
         if not params:
             yield missing(view, "aws_ssm_parameter (redaction nonce)", view.tfvars_dir)
@@ -313,14 +351,21 @@ class NonceNotInTerraform(Guardrail):
             value = param.config.get("value")
             problems = []
             if isinstance(value, Unknown):
-                problems.append(f"value comes from {value.ref or 'another resource'}; it must be a literal placeholder")
+                problems.append(
+                    f"value comes from {value.ref or 'another resource'}; it must be a literal placeholder"
+                )
             elif not isinstance(value, str) or contract.NONCE_VALUE.match(value.lower()):
                 problems.append("value must be a placeholder, not a nonce")
             yield self.observe(param, problems, f"placeholder {value!r}")
         for resource in view.aws:
             for text in _strings(resource.config):
                 if contract.NONCE_VALUE.match(text) and resource.type != "aws_ssm_parameter":
-                    yield Observation(resource.address, resource.location, False, "contains a 64-hex literal that looks like a nonce")
+                    yield Observation(
+                        resource.address,
+                        resource.location,
+                        False,
+                        "contains a 64-hex literal that looks like a nonce",
+                    )
 
 
 # -- alarms and SNS ----------------------------------------------------------------
@@ -330,7 +375,9 @@ def _alarms(view: InfraView) -> dict[str, ResourceView]:
 
 def _topic(view: InfraView) -> ResourceView | None:
     expected = contract.name(view.env.value, "ops-alerts")
-    return next((t for t in view.of_type("aws_sns_topic") if t.config.get("name") == expected), None)
+    return next(
+        (t for t in view.of_type("aws_sns_topic") if t.config.get("name") == expected), None
+    )
 
 
 @guardrail
@@ -345,7 +392,12 @@ class AlarmInventory(Guardrail):
         for name in sorted(expected - alarms.keys()):
             yield Observation(name, view.tfvars_dir, False, f"alarm {name} is missing")
         for name in sorted(alarms.keys() - expected):
-            yield Observation(alarms[name].address, alarms[name].location, False, f"alarm {name} is not in the contract")
+            yield Observation(
+                alarms[name].address,
+                alarms[name].location,
+                False,
+                f"alarm {name} is not in the contract",
+            )
         for name in sorted(expected & alarms.keys()):
             yield self.observe(alarms[name], [], name)
 
@@ -353,7 +405,9 @@ class AlarmInventory(Guardrail):
 @guardrail
 class AlarmDefinition(Guardrail):
     id = "MR-021"
-    title = "Each alarm's metric, namespace, dimensions, statistic, threshold, comparison and period"
+    title = (
+        "Each alarm's metric, namespace, dimensions, statistic, threshold, comparison and period"
+    )
 
     def inspect(self, view):
         env = view.env.value
@@ -372,7 +426,9 @@ class AlarmDefinition(Guardrail):
                 "period": spec.period,
                 "evaluation_periods": spec.evaluation_periods,
             }
-            problems = [f"{k} is {c.get(k)!r}, expected {v!r}" for k, v in want.items() if c.get(k) != v]
+            problems = [
+                f"{k} is {c.get(k)!r}, expected {v!r}" for k, v in want.items() if c.get(k) != v
+            ]
             dims = c.get("dimensions") or {}
             if dims != spec.dimensions(env):
                 problems.append(f"dimensions are {dims!r}, expected {spec.dimensions(env)!r}")
@@ -387,7 +443,11 @@ class AlarmActions(Guardrail):
     def inspect(self, view):
         topic = _topic(view)
         if topic is None:
-            yield missing(view, f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}", view.tfvars_dir)
+            yield missing(
+                view,
+                f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}",
+                view.tfvars_dir,
+            )
             return
         alarms = view.of_type("aws_cloudwatch_metric_alarm")
         if not alarms:
@@ -395,7 +455,11 @@ class AlarmActions(Guardrail):
         for alarm in alarms:
             actions = as_list(alarm.config.get("alarm_actions"))
             ok = any(refers_to(a, topic.address) for a in actions)
-            yield self.observe(alarm, [] if ok else [f"alarm_actions must include {topic.address}.arn"], "notifies ops topic")
+            yield self.observe(
+                alarm,
+                [] if ok else [f"alarm_actions must include {topic.address}.arn"],
+                "notifies ops topic",
+            )
 
 
 @guardrail
@@ -406,14 +470,22 @@ class TopicEncryption(Guardrail):
     def inspect(self, view):
         topic = _topic(view)
         if topic is None:
-            yield missing(view, f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}", view.tfvars_dir)
+            yield missing(
+                view,
+                f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}",
+                view.tfvars_dir,
+            )
             return
         ok = is_cmk(topic.config.get("kms_master_key_id"))
-        yield self.observe(topic, [] if ok else ["kms_master_key_id must name the project CMK"], "encrypted")
+        yield self.observe(
+            topic, [] if ok else ["kms_master_key_id must name the project CMK"], "encrypted"
+        )
 
 
 # -- dashboard -----------------------------------------------------------------------
-_SEARCH = re.compile(r"\{(?P<namespace>[^,}]+)[^}]*\}.*?MetricName\s*=\s*\\?\"?(?P<metric>[A-Za-z]+)")
+_SEARCH = re.compile(
+    r"\{(?P<namespace>[^,}]+)[^}]*\}.*?MetricName\s*=\s*\\?\"?(?P<metric>[A-Za-z]+)"
+)
 
 
 def dashboard_metrics(body: Any) -> tuple[set[tuple[str, str, str]], list[dict]]:
@@ -435,7 +507,9 @@ def dashboard_metrics(body: Any) -> tuple[set[tuple[str, str, str]], list[dict]]
                     rows.add((search["namespace"], search["metric"], ""))
             # "." repeats the previous row's value at that position (CloudWatch shorthand).
             plain = [v for v in row if not isinstance(v, dict)]
-            plain = [previous[i] if v == "." and i < len(previous) else v for i, v in enumerate(plain)]
+            plain = [
+                previous[i] if v == "." and i < len(previous) else v for i, v in enumerate(plain)
+            ]
             previous = plain
             if len(plain) >= 2:
                 dims = dict(zip(plain[2::2], plain[3::2], strict=False))
@@ -450,9 +524,15 @@ class DashboardWidgets(Guardrail):
 
     def inspect(self, view):
         env = view.env.value
-        boards = [d for d in view.of_type("aws_cloudwatch_dashboard") if d.config.get("dashboard_name") == contract.name(env, "")[:-1]]
+        boards = [
+            d
+            for d in view.of_type("aws_cloudwatch_dashboard")
+            if d.config.get("dashboard_name") == contract.name(env, "")[:-1]
+        ]
         if not boards:
-            yield missing(view, f"aws_cloudwatch_dashboard {contract.PREFIX}-{env}", view.tfvars_dir)
+            yield missing(
+                view, f"aws_cloudwatch_dashboard {contract.PREFIX}-{env}", view.tfvars_dir
+            )
             return
         board = boards[0]
         rows, alarm_widgets = dashboard_metrics(structure(board.config.get("dashboard_body")))
@@ -467,13 +547,17 @@ class DashboardWidgets(Guardrail):
                 problems.append(f"no {namespace} {metric} widget")
         if not any(len(as_list(w.get("alarms"))) >= len(contract.ALARMS) for w in alarm_widgets):
             problems.append("no alarm-status widget listing the 8 alarms")
-        yield self.observe(board, problems, f"{len(rows)} metric rows, {len(alarm_widgets)} alarm widget(s)")
+        yield self.observe(
+            board, problems, f"{len(rows)} metric rows, {len(alarm_widgets)} alarm widget(s)"
+        )
 
 
 # -- S3 --------------------------------------------------------------------------------
 def _bucket(view: InfraView, suffix: str) -> ResourceView | None:
     expected = contract.name(view.env.value, suffix)
-    return next((b for b in view.of_type("aws_s3_bucket") if b.config.get("bucket") == expected), None)
+    return next(
+        (b for b in view.of_type("aws_s3_bucket") if b.config.get("bucket") == expected), None
+    )
 
 
 def versioning_problems(view: InfraView, bucket: ResourceView) -> list[str]:
@@ -491,14 +575,23 @@ def encryption_problems(view: InfraView, bucket: ResourceView) -> list[str]:
     return ["default encryption must be aws:kms with the project CMK"]
 
 
-PUBLIC_ACCESS_FLAGS = ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+PUBLIC_ACCESS_FLAGS = (
+    "block_public_acls",
+    "block_public_policy",
+    "ignore_public_acls",
+    "restrict_public_buckets",
+)
 
 
 def public_access_problems(view: InfraView, bucket: ResourceView) -> list[str]:
     blocks = companions(view, "aws_s3_bucket_public_access_block", bucket)
     if not blocks:
         return ["no aws_s3_bucket_public_access_block"]
-    return [f"{flag} must be true" for flag in PUBLIC_ACCESS_FLAGS if blocks[0].config.get(flag) is not True]
+    return [
+        f"{flag} must be true"
+        for flag in PUBLIC_ACCESS_FLAGS
+        if blocks[0].config.get(flag) is not True
+    ]
 
 
 class _BaselinesBucketCheck(Guardrail):
@@ -507,7 +600,9 @@ class _BaselinesBucketCheck(Guardrail):
     def inspect(self, view):
         bucket = _bucket(view, "baselines")
         if bucket is None:
-            yield missing(view, f"aws_s3_bucket {contract.name(view.env.value, 'baselines')}", view.tfvars_dir)
+            yield missing(
+                view, f"aws_s3_bucket {contract.name(view.env.value, 'baselines')}", view.tfvars_dir
+            )
             return
         yield self.observe(bucket, type(self).aspect(view, bucket), self.title)
 
@@ -542,9 +637,17 @@ class AuditTrail(Guardrail):
         bucket = _bucket(view, "audit-logs")
         trails = view.of_type("aws_cloudtrail")
         if bucket is None:
-            yield missing(view, f"aws_s3_bucket {contract.name(view.env.value, 'audit-logs')}", view.tfvars_dir)
+            yield missing(
+                view,
+                f"aws_s3_bucket {contract.name(view.env.value, 'audit-logs')}",
+                view.tfvars_dir,
+            )
         else:
-            problems = versioning_problems(view, bucket) + encryption_problems(view, bucket) + public_access_problems(view, bucket)
+            problems = (
+                versioning_problems(view, bucket)
+                + encryption_problems(view, bucket)
+                + public_access_problems(view, bucket)
+            )
             yield self.observe(bucket, problems, "private, versioned, encrypted")
         if not trails:
             yield missing(view, "aws_cloudtrail", view.tfvars_dir)
@@ -594,10 +697,26 @@ def trust_problems(policy: Any, org: str, repo: str) -> list[str]:
         problems.append("no Allow statement")
     for statement in web_identity:
         condition = statement.get("Condition") or {}
-        subs = [v for op in condition.values() if isinstance(op, dict) for k, vals in op.items() if k.endswith(":sub") for v in as_list(vals)]
-        auds = [v for op in condition.values() if isinstance(op, dict) for k, vals in op.items() if k.endswith(":aud") for v in as_list(vals)]
+        subs = [
+            v
+            for op in condition.values()
+            if isinstance(op, dict)
+            for k, vals in op.items()
+            if k.endswith(":sub")
+            for v in as_list(vals)
+        ]
+        auds = [
+            v
+            for op in condition.values()
+            if isinstance(op, dict)
+            for k, vals in op.items()
+            if k.endswith(":aud")
+            for v in as_list(vals)
+        ]
         if not subs:
-            problems.append("no token.actions.githubusercontent.com:sub condition: any repository could assume the role")
+            problems.append(
+                "no token.actions.githubusercontent.com:sub condition: any repository could assume the role"
+            )
         for sub in subs:
             head = str(sub).split(":")
             if not allowed.match(str(sub)) or any(ch in ":".join(head[:2]) for ch in "*?"):
@@ -605,7 +724,9 @@ def trust_problems(policy: Any, org: str, repo: str) -> list[str]:
         if auds and set(auds) != {contract.OIDC_AUDIENCE}:
             problems.append(f"aud must be {contract.OIDC_AUDIENCE}")
         principal = statement.get("Principal")
-        if principal == "*" or (isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))):
+        if principal == "*" or (
+            isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))
+        ):
             problems.append("Principal must be the GitHub OIDC provider, not *")
     return problems
 
@@ -616,7 +737,10 @@ class DeployRoleTrust(Guardrail):
     title = "Deploy role trusted only by repo:{org}/{repo}:*"
 
     def inspect(self, view):
-        org, repo = view.aws_variables.get("github_org", ""), view.aws_variables.get("github_repo", "")
+        org, repo = (
+            view.aws_variables.get("github_org", ""),
+            view.aws_variables.get("github_repo", ""),
+        )
         roles = [r for r in view.of_type("aws_iam_role") if "github" in r.address]
         if not roles:
             yield missing(view, "aws_iam_role for GitHub deploys", view.tfvars_dir)
@@ -658,11 +782,15 @@ def policy_problems(policy: Any) -> list[str]:
         actions = [str(a) for a in as_list(statement.get("Action"))]
         resources = as_list(statement.get("Resource"))
         if any(a == "*" or a.endswith(":*") for a in actions):
-            problems.append(f"statement {statement.get('Sid', '?')} allows wildcard actions {actions}")
+            problems.append(
+                f"statement {statement.get('Sid', '?')} allows wildcard actions {actions}"
+            )
         if "*" in resources:
             wide = [a for a in actions if a not in UNSCOPED_ACTIONS]
             if wide:
-                problems.append(f"statement {statement.get('Sid', '?')} grants {wide} on every resource (*)")
+                problems.append(
+                    f"statement {statement.get('Sid', '?')} grants {wide} on every resource (*)"
+                )
     return problems
 
 
@@ -677,7 +805,11 @@ class IamLeastPrivilege(Guardrail):
             yield missing(view, "aws_iam_role_policy", view.tfvars_dir)
         for policy in policies:
             document = structure(policy.config.get("policy"))
-            problems = policy_problems(document) if document is not None else ["policy is not a JSON document"]
+            problems = (
+                policy_problems(document)
+                if document is not None
+                else ["policy is not a JSON document"]
+            )
             yield self.observe(policy, problems, "least privilege")
 
 
@@ -689,7 +821,12 @@ class StateBackend(Guardrail):
 
     def inspect(self, view):
         if view.backend is None:
-            yield Observation("terraform.backend", view.backend_file, False, "no backend block: state would be local")
+            yield Observation(
+                "terraform.backend",
+                view.backend_file,
+                False,
+                "no backend block: state would be local",
+            )
             return
         kind, config = view.backend
         problems = []
@@ -700,15 +837,25 @@ class StateBackend(Guardrail):
         if not (config.get("dynamodb_table") or config.get("use_lockfile") is True):
             problems.append("a lock (dynamodb_table or use_lockfile) is required")
         if not config.get("workspace_key_prefix"):
-            problems.append("workspace_key_prefix must be set so each environment has its own state")
+            problems.append(
+                "workspace_key_prefix must be set so each environment has its own state"
+            )
         for key in ("bucket", "key", "region"):
             if not config.get(key):
                 problems.append(f"{key} must be set")
-        yield Observation(f'backend "{kind}"', view.backend_file, not problems, "; ".join(problems) or f"s3://{config.get('bucket')}/{config.get('workspace_key_prefix')}/…")
+        yield Observation(
+            f'backend "{kind}"',
+            view.backend_file,
+            not problems,
+            "; ".join(problems)
+            or f"s3://{config.get('bucket')}/{config.get('workspace_key_prefix')}/…",
+        )
 
 
 #: Variables whose value is allowed to differ between staging and production.
-PER_ENVIRONMENT = frozenset({"environment", "kms_deletion_window_days", "alert_email", "tags", "backup_retention_days"})
+PER_ENVIRONMENT = frozenset(
+    {"environment", "kms_deletion_window_days", "alert_email", "tags", "backup_retention_days"}
+)
 
 
 @guardrail
@@ -717,20 +864,37 @@ class TfvarsConsistency(Guardrail):
     title = "staging.tfvars and production.tfvars valid and differing only where they should"
 
     def inspect(self, view):
-        files = {f"{env}.tfvars": view.tfvars.get(f"{env}.tfvars") for env in contract.KMS_DELETION_WINDOW_DAYS}
+        files = {
+            f"{env}.tfvars": view.tfvars.get(f"{env}.tfvars")
+            for env in contract.KMS_DELETION_WINDOW_DAYS
+        }
         for name, values in files.items():
             location = f"{view.tfvars_dir}/{name}"
             if values is None:
                 yield Observation(name, location, False, f"{name} is missing")
                 continue
             env = name.removesuffix(".tfvars")
-            problems = [] if values.get("environment") == env else [f"environment = {values.get('environment')!r}, expected {env!r}"]
+            problems = (
+                []
+                if values.get("environment") == env
+                else [f"environment = {values.get('environment')!r}, expected {env!r}"]
+            )
             yield Observation(name, location, not problems, "; ".join(problems) or "valid")
         staging, production = files["staging.tfvars"], files["production.tfvars"]
         if staging is not None and production is not None:
-            differing = sorted(k for k in staging.keys() | production.keys() if staging.get(k) != production.get(k) and k not in PER_ENVIRONMENT)
-            message = f"differ in {differing}, which must be the same in both" if differing else f"differ only in {sorted(PER_ENVIRONMENT & (staging.keys() | production.keys()))}"
-            yield Observation("staging.tfvars ↔ production.tfvars", view.tfvars_dir, not differing, message)
+            differing = sorted(
+                k
+                for k in staging.keys() | production.keys()
+                if staging.get(k) != production.get(k) and k not in PER_ENVIRONMENT
+            )
+            message = (
+                f"differ in {differing}, which must be the same in both"
+                if differing
+                else f"differ only in {sorted(PER_ENVIRONMENT & (staging.keys() | production.keys()))}"
+            )
+            yield Observation(
+                "staging.tfvars ↔ production.tfvars", view.tfvars_dir, not differing, message
+            )
 
 
 @guardrail
@@ -739,18 +903,40 @@ class BackupCoverage(Guardrail):
     title = "AWS Backup: encrypted vault, a plan, and a selection of the three tables"
 
     def inspect(self, view):
-        vaults, plans, selections = (view.of_type(t) for t in ("aws_backup_vault", "aws_backup_plan", "aws_backup_selection"))
-        for what, found in (("aws_backup_vault", vaults), ("aws_backup_plan", plans), ("aws_backup_selection", selections)):
+        vaults, plans, selections = (
+            view.of_type(t) for t in ("aws_backup_vault", "aws_backup_plan", "aws_backup_selection")
+        )
+        for what, found in (
+            ("aws_backup_vault", vaults),
+            ("aws_backup_plan", plans),
+            ("aws_backup_selection", selections),
+        ):
             if not found:
                 yield missing(view, what, view.tfvars_dir)
         for vault in vaults:
-            yield self.observe(vault, [] if is_cmk(vault.config.get("kms_key_arn")) else ["kms_key_arn must name the project CMK"], "encrypted vault")
+            yield self.observe(
+                vault,
+                []
+                if is_cmk(vault.config.get("kms_key_arn"))
+                else ["kms_key_arn must name the project CMK"],
+                "encrypted vault",
+            )
         for plan in plans:
-            yield self.observe(plan, [] if plan.config.get("rule") else ["the plan has no rule"], f"{len(as_list(plan.config.get('rule')))} rule(s)")
+            yield self.observe(
+                plan,
+                [] if plan.config.get("rule") else ["the plan has no rule"],
+                f"{len(as_list(plan.config.get('rule')))} rule(s)",
+            )
         for selection in selections:
             chosen = as_list(selection.config.get("resources"))
-            lacking = [s.address for s in contract.TABLES if not any(refers_to(v, s.address) for v in chosen)]
-            yield self.observe(selection, [f"does not select {a}" for a in lacking], "all three tables")
+            lacking = [
+                s.address
+                for s in contract.TABLES
+                if not any(refers_to(v, s.address) for v in chosen)
+            ]
+            yield self.observe(
+                selection, [f"does not select {a}" for a in lacking], "all three tables"
+            )
 
 
 # -- GCP ----------------------------------------------------------------------------
@@ -761,7 +947,9 @@ class GcpGuardrail(Guardrail):
     def inspect(self, view):
         found = view.of_type(self.resource_type, "gcp")
         if not found:
-            yield Observation(self.resource_type, "infra/gcp", False, f"{self.resource_type} is not declared")
+            yield Observation(
+                self.resource_type, "infra/gcp", False, f"{self.resource_type} is not declared"
+            )
         for resource in found:
             yield self.observe(resource, self.problems(view, resource), self.title)
 
@@ -777,7 +965,11 @@ class FirestorePitr(GcpGuardrail):
 
     def problems(self, view, resource):
         value = resource.config.get("point_in_time_recovery_enablement")
-        return [] if value == "POINT_IN_TIME_RECOVERY_ENABLED" else [f"point_in_time_recovery_enablement is {value!r}"]
+        return (
+            []
+            if value == "POINT_IN_TIME_RECOVERY_ENABLED"
+            else [f"point_in_time_recovery_enablement is {value!r}"]
+        )
 
 
 @guardrail
@@ -794,7 +986,7 @@ class GcsBucketProtection(GcpGuardrail):
         if c.get("uniform_bucket_level_access") is not True:
             problems.append("uniform_bucket_level_access must be true")
         if c.get("public_access_prevention") != "enforced":
-            problems.append("public_access_prevention must be \"enforced\"")
+            problems.append('public_access_prevention must be "enforced"')
         return problems
 
 
@@ -806,7 +998,11 @@ class GcsCmek(GcpGuardrail):
 
     def problems(self, view, resource):
         key = resource.block("encryption").get("default_kms_key_name")
-        return [] if refers_to(key, *[k.address for k in view.of_type("google_kms_crypto_key", "gcp")]) else ["encryption.default_kms_key_name must name the project crypto key"]
+        return (
+            []
+            if refers_to(key, *[k.address for k in view.of_type("google_kms_crypto_key", "gcp")])
+            else ["encryption.default_kms_key_name must name the project crypto key"]
+        )
 
 
 @guardrail
@@ -818,7 +1014,11 @@ class GcpKeyRotation(GcpGuardrail):
     def problems(self, view, resource):
         period = str(resource.config.get("rotation_period") or "")
         seconds = int(period[:-1]) if period.endswith("s") and period[:-1].isdigit() else None
-        return [] if seconds is not None and seconds <= 90 * 86400 else [f"rotation_period {period!r} must be set and at most 7776000s"]
+        return (
+            []
+            if seconds is not None and seconds <= 90 * 86400
+            else [f"rotation_period {period!r} must be set and at most 7776000s"]
+        )
 
 
 @guardrail
@@ -828,11 +1028,18 @@ class GcpWorkloadIdentity(GcpGuardrail):
     resource_type = "google_iam_workload_identity_pool_provider"
 
     def problems(self, view, resource):
-        org, repo = view.gcp_variables.get("github_org", ""), view.gcp_variables.get("github_repo", "")
+        org, repo = (
+            view.gcp_variables.get("github_org", ""),
+            view.gcp_variables.get("github_repo", ""),
+        )
         condition = str(resource.config.get("attribute_condition") or "")
         problems = []
-        if not re.search(rf"assertion\.repository\s*==\s*['\"]{re.escape(org)}/{re.escape(repo)}['\"]", condition):
-            problems.append(f"attribute_condition must require assertion.repository == '{org}/{repo}'")
+        if not re.search(
+            rf"assertion\.repository\s*==\s*['\"]{re.escape(org)}/{re.escape(repo)}['\"]", condition
+        ):
+            problems.append(
+                f"attribute_condition must require assertion.repository == '{org}/{repo}'"
+            )
         issuer = resource.block("oidc").get("issuer_uri")
         if issuer != contract.OIDC_URL:
             problems.append(f"oidc.issuer_uri must be {contract.OIDC_URL}")
@@ -850,8 +1057,15 @@ class GcpNonceSecret(GcpGuardrail):
     resource_type = "google_secret_manager_secret"
 
     def problems(self, view, resource):
-        problems = [f"{v.address} writes a secret value into Terraform state" for v in view.of_type("google_secret_manager_secret_version", "gcp")]
-        problems += [f"{r.address} generates a secret in Terraform" for r in view.gcp if r.type.startswith("random_")]
+        problems = [
+            f"{v.address} writes a secret value into Terraform state"
+            for v in view.of_type("google_secret_manager_secret_version", "gcp")
+        ]
+        problems += [
+            f"{r.address} generates a secret in Terraform"
+            for r in view.gcp
+            if r.type.startswith("random_")
+        ]
         if "kms_key_name" not in json.dumps(resource.config, default=str):
             problems.append("replication must use customer_managed_encryption with the project key")
         return problems
@@ -869,15 +1083,37 @@ def run_checks(view: InfraView, only: Iterable[str] | None = None) -> list[Check
             observations = [Observation(cls.id, "", False, "nothing to inspect")]
         failures = [o for o in observations if not o.ok]
         evidence = [
-            Evidence(source=o.location, observed={"subject": o.subject, "ok": o.ok, "detail": o.message})
+            Evidence(
+                source=o.location, observed={"subject": o.subject, "ok": o.ok, "detail": o.message}
+            )
             for o in observations
         ]
         if failures:
             results.extend(
-                CheckResult(check_id=cls.id, title=cls.title, status=Status.FAIL, severity=cls.severity, subject=f.subject, location=f.location, message=f.message, evidence=evidence)
+                CheckResult(
+                    check_id=cls.id,
+                    title=cls.title,
+                    status=Status.FAIL,
+                    severity=cls.severity,
+                    subject=f.subject,
+                    location=f.location,
+                    message=f.message,
+                    evidence=evidence,
+                )
                 for f in failures
             )
         else:
             subjects = ", ".join(o.subject for o in observations)
-            results.append(CheckResult(check_id=cls.id, title=cls.title, status=Status.PASS, severity=cls.severity, subject=subjects, location=observations[0].location, message="; ".join(o.message for o in observations)[:500], evidence=evidence))
+            results.append(
+                CheckResult(
+                    check_id=cls.id,
+                    title=cls.title,
+                    status=Status.PASS,
+                    severity=cls.severity,
+                    subject=subjects,
+                    location=observations[0].location,
+                    message="; ".join(o.message for o in observations)[:500],
+                    evidence=evidence,
+                )
+            )
     return results

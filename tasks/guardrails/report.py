@@ -37,5 +37,11 @@ def rich_table(results: list[CheckResult], title: str):
     colours = {Status.PASS: "green", Status.FAIL: "red", Status.SKIPPED: "yellow"}
     for r in results:
         detail = r.subject if r.status is Status.PASS else f"{r.subject}: {r.message}"
-        table.add_row(r.check_id, f"[{colours[r.status]}]{r.status.value}[/]", r.title, detail[:160], r.location)
+        table.add_row(
+            r.check_id,
+            f"[{colours[r.status]}]{r.status.value}[/]",
+            r.title,
+            detail[:160],
+            r.location,
+        )
     return table

@@ -36,5 +36,8 @@ def guardrails(environment: str, root: str | None = None) -> list[CheckResult]:
     blocking = [r for r in results if r.blocking]
     if blocking:
         ids = ", ".join(sorted({r.check_id for r in blocking}))
-        raise GuardrailsFailed(f"guardrails failed: {ids}", "fix the Terraform named in the guardrails artifact and run again")
+        raise GuardrailsFailed(
+            f"guardrails failed: {ids}",
+            "fix the Terraform named in the guardrails artifact and run again",
+        )
     return results

@@ -87,7 +87,11 @@ def load_view(env: Environment, root: Path) -> InfraView:
     variables = resolve_variables(module, [tf_dir / f"{env.value}.tfvars"])
     config = Configuration(module, variables, workspace=env.value)
     backend_file = next(
-        (str(_relative(p, root)) for p in module.files if "backend" in p.read_text(encoding="utf-8")),
+        (
+            str(_relative(p, root))
+            for p in module.files
+            if "backend" in p.read_text(encoding="utf-8")
+        ),
         "infra/terraform",
     )
     view = InfraView(
