@@ -110,3 +110,28 @@ def name(env: str, suffix: str) -> str:
 
 def nonce_parameter(env: str, version: int) -> str:
     return f"/guardian/{env}/redaction_nonce_v{version}"
+
+
+#: Resource addresses the contract needs in every environment (plan summary
+#: lists those a plan lacks or would delete).
+EXPECTED_ADDRESSES: tuple[str, ...] = (
+    "aws_kms_key.main",
+    "aws_kms_alias.main",
+    *(t.address for t in TABLES),
+    "aws_ssm_parameter.redaction_nonce",
+    "aws_sns_topic.ops_alerts",
+    *(f'aws_cloudwatch_metric_alarm.table_throttle["{a.name}"]' for a in ALARMS if a.table),
+    "aws_cloudwatch_metric_alarm.ssm_parameter_failures",
+    "aws_cloudwatch_metric_alarm.circuit_breaker_triggered",
+    "aws_cloudwatch_dashboard.main",
+    "aws_s3_bucket.baselines",
+    "aws_s3_bucket_versioning.baselines",
+    "aws_s3_bucket_server_side_encryption_configuration.baselines",
+    "aws_s3_bucket_public_access_block.baselines",
+    "aws_iam_openid_connect_provider.github",
+    "aws_iam_role.github_deploy",
+    "aws_cloudtrail.audit",
+    "aws_backup_vault.main",
+    "aws_backup_plan.main",
+    "aws_backup_selection.tables",
+)

@@ -31,7 +31,9 @@ class ResourceHandler:
     def create(self, aws: AwsClients, config: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def update(self, aws: AwsClients, prior: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    def update(
+        self, aws: AwsClients, prior: dict[str, Any], config: dict[str, Any]
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     def delete(self, aws: AwsClients, prior: dict[str, Any]) -> None:
