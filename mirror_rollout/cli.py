@@ -52,6 +52,80 @@ def guardrails(env: EnvOption = "staging", root: RootOption = None) -> None:
     raise typer.Exit(1 if failed else 0)
 
 
+@app.command()
+def rehearse(
+    env: EnvOption = "staging",
+    backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="approve as sandbox-auto (sandbox only)")
+    ] = False,
+    approval_timeout: Annotated[int, typer.Option(help="seconds to wait for approval")] = 3600,
+) -> None:
+    """Bring the sandbox up if needed and run infra-rollout on it, with live progress."""
+    from mirror_rollout import sandbox
+    from mirror_rollout.environments import parse_environment
+    from mirror_rollout.rehearsal import rehearse as run_rehearsal
+
+    parse_environment(env)
+    if backend not in ("sandbox", "aws"):
+        raise RolloutError(f"unknown backend {backend!r}", "use --backend sandbox or --backend aws")
+    if auto_approve and backend != "sandbox":
+        raise RolloutError(
+            f"--auto-approve is refused for backend {backend!r}",
+            "auto-approval exists only for the sandbox; approve real plans in the Prefect UI",
+        )
+    ui_url = None
+    if backend == "sandbox":
+        config = sandbox.SandboxConfig.resolve()
+        console.print("[bold]sandbox[/]: starting or reusing moto, the GCS emulator and Prefect …")
+        sandbox.up(config)
+        sandbox.activate(config)
+        ui_url = config.ui_url
+    else:
+        import os
+
+        ui_url = os.environ.get("PREFECT_UI_URL", "").rstrip("/") or "(your Prefect UI)"
+    code = run_rehearsal(
+        env, backend, auto_approve, ui_url, console, approval_timeout_seconds=approval_timeout
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def approve(
+    run_id: Annotated[str, typer.Argument(help="the paused flow run's id")],
+    reviewer: Annotated[str, typer.Option(help="your name, recorded with the approval")],
+    reject: Annotated[bool, typer.Option("--reject", help="reject the plan instead")] = False,
+    comment: Annotated[str, typer.Option(help="why")] = "",
+    allow_destroy: Annotated[
+        bool,
+        typer.Option(
+            "--allow-destroy", help="needed for plans that delete or replace stateful resources"
+        ),
+    ] = False,
+    sha256: Annotated[
+        str | None, typer.Option(help="the plan sha256 you reviewed (default: the run's plan)")
+    ] = None,
+) -> None:
+    """Approve (or reject) a paused rollout with the same input the Prefect UI form sends."""
+    from tasks.approval.client import pending_approval, send_approval
+
+    pending = pending_approval(run_id)
+    console.print(pending.description or f"plan sha256 {pending.plan_sha256}")
+    form = send_approval(
+        run_id,
+        reviewer,
+        approve=not reject,
+        comment=comment,
+        allow_destroy=allow_destroy,
+        plan_sha256=sha256,
+    )
+    verb = "rejected" if reject else "approved"
+    console.print(
+        f"[green]{verb}[/] {pending.flow_run_name} as {form.reviewer} (plan {form.plan_sha256})"
+    )
+
+
 def main() -> None:
     try:
         app()

@@ -190,6 +190,9 @@ def server_env(config: SandboxConfig, name: str, base: Mapping[str, str]) -> dic
     env = {k: v for k, v in base.items() if not k.startswith("PREFECT_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    if name == "moto":
+        # AWS managed policies (e.g. the AWS Backup service role policy) must exist to be attached.
+        env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     if name == "prefect":
         home = config.prefect_home
         env.update(

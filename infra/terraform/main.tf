@@ -259,7 +259,10 @@ resource "aws_ssm_parameter" "redaction_nonce" {
   type        = "SecureString"
   tier        = "Standard"
   key_id      = aws_kms_key.main.arn
-  value       = "PLACEHOLDER-set-by-nonce-bootstrap"
+  # Write-only: Terraform sends the placeholder once and never stores or reads
+  # back the value, so the real nonce the pipeline writes never reaches state.
+  value_wo         = "PLACEHOLDER-set-by-nonce-bootstrap"
+  value_wo_version = 1
 
   lifecycle {
     ignore_changes = [value]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,7 @@ class ApplyResult(BaseModel):
     seconds: float = 0.0
 
 
-def verify_plan_file(plan_file: Path, expected_sha256: str | None) -> str:
-    """Refuse a missing hash or a file whose bytes are not the reviewed ones."""
+def _require_hash(plan_file: Path, expected_sha256: str | None) -> str:
     if not expected_sha256:
         raise ApplyRefused(
             "apply needs the sha256 of the reviewed plan and none was given",
@@ -59,13 +59,33 @@ def verify_plan_file(plan_file: Path, expected_sha256: str | None) -> str:
         raise ApplyRefused(
             f"plan file {plan_file} does not exist", "run plan again and have it reviewed"
         )
-    actual = sha256_file(plan_file)
-    if actual != expected_sha256.lower():
+    return expected_sha256.lower()
+
+
+def _check_hash(plan_file: Path, actual: str, expected: str) -> str:
+    if actual != expected:
         raise ApplyRefused(
-            f"plan file {plan_file.name} has sha256 {actual[:12]}…, the approval is for {expected_sha256[:12]}…",
+            f"plan file {plan_file.name} has sha256 {actual[:12]}…, the approval is for {expected[:12]}…",
             "the file changed after review: plan again and have the new plan approved",
         )
     return actual
+
+
+def verify_plan_file(plan_file: Path, expected_sha256: str | None) -> str:
+    """Refuse a missing hash or a file whose bytes are not the reviewed ones."""
+    expected = _require_hash(plan_file, expected_sha256)
+    return _check_hash(plan_file, sha256_file(plan_file), expected)
+
+
+def read_verified(plan_file: Path, expected_sha256: str | None) -> bytes:
+    """The plan file's bytes, read once and checked against the approved sha256.
+
+    Callers use these bytes, not the file, so it cannot change between check and use.
+    """
+    expected = _require_hash(plan_file, expected_sha256)
+    data = plan_file.read_bytes()
+    _check_hash(plan_file, hashlib.sha256(data).hexdigest(), expected)
+    return data
 
 
 class Provisioner(ABC):

@@ -334,7 +334,7 @@ class NonceStorage(Guardrail):
 @guardrail
 class NonceNotInTerraform(Guardrail):
     id = "MR-012"
-    title = "No nonce generated or written in Terraform (placeholder only)"
+    title = "No nonce generated or stored by Terraform (write-only placeholder)"
 
     def inspect(self, view):
         for generator in [r for r in view.aws if r.type.startswith("random_")]:
@@ -348,15 +348,20 @@ class NonceNotInTerraform(Guardrail):
         if not params:
             yield missing(view, "aws_ssm_parameter (redaction nonce)", view.tfvars_dir)
         for param in params:
-            value = param.config.get("value")
             problems = []
+            if "value" in param.config:
+                problems.append(
+                    "value is stored in state and re-read on every refresh; "
+                    "use value_wo (write-only) so the real nonce never reaches state"
+                )
+            value = param.config.get("value_wo", param.config.get("value"))
             if isinstance(value, Unknown):
                 problems.append(
                     f"value comes from {value.ref or 'another resource'}; it must be a literal placeholder"
                 )
             elif not isinstance(value, str) or contract.NONCE_VALUE.match(value.lower()):
                 problems.append("value must be a placeholder, not a nonce")
-            yield self.observe(param, problems, f"placeholder {value!r}")
+            yield self.observe(param, problems, f"write-only placeholder {value!r}")
         for resource in view.aws:
             for text in _strings(resource.config):
                 if contract.NONCE_VALUE.match(text) and resource.type != "aws_ssm_parameter":

@@ -21,7 +21,7 @@ from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.environments import Environment, terraform_dir, tfvars_path
 from mirror_rollout.errors import ConfigError
-from mirror_rollout.hcl.config import Configuration, Instance, resolve_variables
+from mirror_rollout.hcl.config import Configuration, Instance, body_values, resolve_variables
 from mirror_rollout.hcl.module import Module, load_module
 from mirror_rollout.hcl.values import Unknown, is_known
 from mirror_rollout.provisioners.base import (
@@ -30,7 +30,7 @@ from mirror_rollout.provisioners.base import (
     ApplyResult,
     PlanResult,
     Provisioner,
-    verify_plan_file,
+    read_verified,
 )
 from mirror_rollout.provisioners.document import (
     Change,
@@ -53,6 +53,55 @@ PLAN_FORMAT = "mirror-rollout-sandbox-plan/1"
 TERRAFORM_VERSION = "1.9.8"  # the Terraform release whose JSON shapes the engine writes
 PROVIDER = "registry.terraform.io/hashicorp/aws"
 SENSITIVE_ARGUMENTS = {"aws_ssm_parameter": ("value",)}
+#: Write-only arguments (Terraform >= 1.11): sent to the provider, never stored
+#: in plan or state, never compared. The nonce placeholder is one.
+WRITE_ONLY = {"aws_ssm_parameter": frozenset({"value_wo"})}
+
+
+#: Types whose provider schema has tags/tags_all (the provider merges default_tags into tags_all).
+TAGGABLE = frozenset(
+    {
+        "aws_kms_key",
+        "aws_dynamodb_table",
+        "aws_ssm_parameter",
+        "aws_sns_topic",
+        "aws_cloudwatch_metric_alarm",
+        "aws_cloudwatch_log_group",
+        "aws_s3_bucket",
+        "aws_iam_openid_connect_provider",
+        "aws_iam_role",
+        "aws_cloudtrail",
+        "aws_backup_vault",
+        "aws_backup_plan",
+    }
+)
+
+
+def with_default_tags(
+    rtype: str, config: dict[str, Any], default_tags: dict[str, Any]
+) -> dict[str, Any]:
+    """Add ``tags_all`` as the AWS provider computes it: default_tags overridden by tags."""
+    if rtype not in TAGGABLE:
+        return config
+    tags = config.get("tags")
+    if isinstance(tags, Unknown) or not is_known(default_tags):
+        return {**config, "tags_all": Unknown(f"{rtype}.tags_all")}
+    return {**config, "tags_all": {**default_tags, **(tags or {})}}
+
+
+def keep_ignored(
+    config: dict[str, Any], prior: dict[str, Any] | None, ignore: list[str]
+) -> dict[str, Any]:
+    """Arguments under lifecycle.ignore_changes keep their prior value, as in Terraform."""
+    if not prior:
+        return config
+    ignored = {i.split(".")[0] for i in ignore}
+    return {k: (prior[k] if k in ignored and k in prior else v) for k, v in config.items()}
+
+
+def without_write_only(rtype: str, values: dict[str, Any]) -> dict[str, Any]:
+    hidden = WRITE_ONLY.get(rtype, frozenset())
+    return {k: (None if k in hidden else v) for k, v in values.items()}
 
 
 def _handlers() -> dict[str, type[handlers.ResourceHandler]]:
@@ -176,6 +225,15 @@ class SandboxEngine(Provisioner):
                     "use the Terraform CLI provisioner for it, or add a handler under mirror_rollout/provisioners/sandbox/resources",
                 )
 
+    def _default_tags(self, cfg: Configuration) -> dict[str, Any]:
+        """The aws provider block's default_tags, evaluated."""
+        for name, body, _ in self.module.providers:
+            if name == "aws":
+                values = body_values(body, cfg.evaluator())
+                blocks = values.get("default_tags") or [{}]
+                return blocks[0].get("tags") or {}
+        return {}
+
     def _read_data(self, instance: Instance, config: dict[str, Any]) -> dict[str, Any]:
         if not is_known(config):
             return config
@@ -234,7 +292,8 @@ class SandboxEngine(Provisioner):
 
         def planned_value(instance: Instance, config: dict[str, Any]) -> dict[str, Any]:
             if instance.address not in decisions:
-                decisions[instance.address] = self._decide(instance, config, prior, known_handlers)
+                desired = with_default_tags(instance.type, config, default_tags)
+                decisions[instance.address] = self._decide(instance, desired, prior, known_handlers)
             return decisions[instance.address].value
 
         cfg = Configuration(
@@ -244,6 +303,7 @@ class SandboxEngine(Provisioner):
             resource_value=planned_value,
             data_value=self._read_data,
         )
+        default_tags = self._default_tags(cfg)
         for address in self._order(cfg):
             for instance in cfg.instances(self.module.resource(address)):
                 cfg.value(instance)
@@ -375,6 +435,7 @@ class SandboxEngine(Provisioner):
     def _decide(
         instance: Instance, config: dict[str, Any], prior: dict, known_handlers: dict
     ) -> Decision:
+        config = without_write_only(instance.type, config)
         found = prior.get(instance.address)
         if found is None:
             return Decision(instance, "create", None, config, config)
@@ -384,14 +445,16 @@ class SandboxEngine(Provisioner):
             return Decision(instance, "no-op", before, config, before)
         if set(changed) & known_handlers[instance.type].force_new:
             return Decision(instance, "replace", before, config, config, changed)
-        return Decision(instance, "update", before, config, {**before, **config}, changed)
+        kept = keep_ignored(config, before, instance.resource.lifecycle.ignore_changes)
+        return Decision(instance, "update", before, kept, {**before, **kept}, changed)
 
     # -- apply ------------------------------------------------------------------------------
     def apply(self, plan_file: Path, expected_sha256: str | None) -> ApplyResult:
         started = time.monotonic()
         plan_file = Path(plan_file)
-        sha = verify_plan_file(plan_file, expected_sha256)
-        envelope = json.loads(plan_file.read_bytes())
+        data = read_verified(plan_file, expected_sha256)
+        sha = hashlib.sha256(data).hexdigest()
+        envelope = json.loads(data)
         if envelope.get("format") != PLAN_FORMAT or envelope.get("workspace") != self.workspace:
             raise ApplyRefused(
                 f"{plan_file.name} is not a sandbox plan for workspace {self.workspace!r}",
@@ -439,6 +502,7 @@ class SandboxEngine(Provisioner):
             resource_value=current_value,
             data_value=self._read_data,
         )
+        default_tags = self._default_tags(cfg)
         order = self._order(cfg)
         deps = {
             addr: sorted(
@@ -473,14 +537,20 @@ class SandboxEngine(Provisioner):
                 action = change.action
                 if action == "no-op":
                     continue
-                config = cfg.config(instance)
+                prior = applied_values.get(instance.address)
+                config = keep_ignored(
+                    with_default_tags(instance.type, cfg.config(instance), default_tags),
+                    prior,
+                    instance.resource.lifecycle.ignore_changes,
+                )
                 if not is_known(config):
                     raise ApplyRefused(
                         f"{instance.address}: values still unknown at apply", "plan again"
                     )
-                self._check_consistent(instance.address, change, config)
+                self._check_consistent(
+                    instance.address, change, without_write_only(instance.type, config)
+                )
                 handler = known_handlers[instance.type]()
-                prior = applied_values.get(instance.address)
 
                 def step(
                     handler=handler,
@@ -494,16 +564,23 @@ class SandboxEngine(Provisioner):
                             **config,
                             "id": address,
                         }, "not provisionable in the sandbox: " + not_provisionable[address]
-                    if action == "create":
-                        return handler.create(self.aws, config), ""
-                    if action == "update":
-                        return handler.update(self.aws, prior, config), ""
-                    if action == "replace":
-                        handler.delete(self.aws, prior)
-                        return handler.create(self.aws, config), ""
+                    try:
+                        if action == "create":
+                            return handler.create(self.aws, config), ""
+                        if action == "update":
+                            return handler.update(self.aws, prior, config), ""
+                        if action == "replace":
+                            handler.delete(self.aws, prior)
+                            return handler.create(self.aws, config), ""
+                    except handlers.NotProvisionable as gap:
+                        # moto lacks this call; record it, never pretend it was applied.
+                        not_provisionable[address] = str(gap)
+                        return {**config, "id": address}, f"not provisionable in the sandbox: {gap}"
                     raise ApplyRefused(f"{address}: unexpected action {action}", "plan again")
 
-                attributes = self._run(result, instance.address, action, step)
+                attributes = without_write_only(
+                    instance.type, self._run(result, instance.address, action, step)
+                )
                 if instance.address in not_provisionable:
                     result.not_provisioned[instance.address] = not_provisionable[instance.address]
                 applied_values[instance.address] = attributes

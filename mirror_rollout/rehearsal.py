@@ -1,0 +1,189 @@
+"""Run `infra-rollout` on the sandbox from a terminal, with live progress and a summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mirror_rollout.errors import RolloutError
+
+
+@dataclass
+class Watch:
+    tag: str
+    ui_url: str
+    auto_approve: bool
+    console: Console
+    poll_seconds: float = 0.5
+    flow_run_id: str | None = None
+    approvals_sent: set[str] = field(default_factory=set)
+    paused_at: float | None = None
+    approval_latency: list[float] = field(default_factory=list)
+    error: BaseException | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run_url(self) -> str:
+        return f"{self.ui_url}/runs/flow-run/{self.flow_run_id}"
+
+
+def _find_run(client, tag: str):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    runs = client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=1
+    )
+    return runs[0] if runs else None
+
+
+def _watch(watch: Watch) -> None:
+    """Background thread: report task states as they change; answer the pause when asked to."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from tasks.approval.client import send_approval
+
+    seen: dict[str, str] = {}
+    try:
+        with get_client(sync_client=True) as client:
+            while not watch.stop.is_set():
+                run = _find_run(client, watch.tag)
+                if run is None:
+                    time.sleep(watch.poll_seconds)
+                    continue
+                if watch.flow_run_id is None:
+                    watch.flow_run_id = str(run.id)
+                    watch.console.print(f"[bold]flow run[/] {run.name} — {watch.run_url()}")
+                flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+                for task_run in client.read_task_runs(flow_run_filter=flow_filter):
+                    state = task_run.state.name if task_run.state else "?"
+                    if seen.get(task_run.name) != state:
+                        seen[task_run.name] = state
+                        colour = {"Completed": "green", "Failed": "red", "Running": "cyan"}.get(
+                            state, "yellow"
+                        )
+                        watch.console.print(f"  [{colour}]{state:<10}[/] {task_run.name}")
+                state = run.state
+                if state is not None and state.is_paused():
+                    key = str(state.state_details.pause_key)
+                    if key not in watch.approvals_sent:
+                        watch.approvals_sent.add(key)
+                        watch.paused_at = time.monotonic()
+                        watch.console.print(
+                            f"[bold yellow]Paused for approval ({key})[/]: review the plan artifact and approve at {watch.run_url()}"
+                        )
+                        watch.console.print(
+                            f"  or from a terminal: mirror-rollout approve {run.id} --reviewer YOUR_NAME [--comment ...]"
+                        )
+                        if watch.auto_approve:
+                            form = send_approval(
+                                str(run.id),
+                                "sandbox-auto",
+                                comment="auto-approved sandbox rehearsal",
+                            )
+                            watch.console.print(
+                                f"  [green]approved[/] as sandbox-auto (plan {form.plan_sha256[:12]}…)"
+                            )
+                elif watch.paused_at is not None and state is not None and state.is_running():
+                    watch.approval_latency.append(time.monotonic() - watch.paused_at)
+                    watch.paused_at = None
+                if state is not None and state.is_final():
+                    return
+                time.sleep(watch.poll_seconds)
+    except BaseException as exc:  # reported by the caller once the flow ends
+        watch.error = exc
+
+
+def task_table(flow_run_id: str) -> Table:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    table = Table(title="tasks")
+    for column in ("task", "state", "seconds"):
+        table.add_column(column)
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
+        )
+    for run in sorted(runs, key=lambda r: r.start_time or r.expected_start_time or 0):
+        seconds = run.total_run_time.total_seconds() if run.total_run_time else 0.0
+        table.add_row(run.name, run.state.name if run.state else "?", f"{seconds:.2f}")
+    return table
+
+
+def artifact_links(flow_run_id: str, ui_url: str) -> list[tuple[str, str]]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)])
+            )
+        )
+    return sorted({(a.key, f"{ui_url}/artifacts/key/{a.key}") for a in artifacts if a.key})
+
+
+def rehearse(
+    environment: str,
+    backend: str,
+    auto_approve: bool,
+    ui_url: str,
+    console: Console,
+    **flow_params: Any,
+) -> int:
+    """Run the rollout flow in this process; returns the exit code (0 when it completed)."""
+    from prefect import tags
+
+    from flows.rollout import infra_rollout
+
+    if auto_approve and backend != "sandbox":
+        raise RolloutError(
+            f"--auto-approve is refused for backend {backend!r}",
+            "auto-approval exists only for the sandbox; approve real plans in the Prefect UI",
+        )
+    watch = Watch(
+        tag=f"rehearsal-{uuid.uuid4().hex[:8]}",
+        ui_url=ui_url,
+        auto_approve=auto_approve,
+        console=console,
+    )
+    watcher = threading.Thread(target=_watch, args=(watch,), daemon=True)
+    started = time.monotonic()
+    watcher.start()
+    with tags(watch.tag, "rehearsal"):
+        state = infra_rollout(
+            environment=environment, backend=backend, return_state=True, **flow_params
+        )
+    watch.stop.set()
+    watcher.join(timeout=10)
+    elapsed = time.monotonic() - started
+    run_id = str(state.state_details.flow_run_id)
+    console.print(task_table(run_id))
+    links = artifact_links(run_id, ui_url)
+    if links:
+        table = Table(title="artifacts")
+        table.add_column("key")
+        table.add_column("link")
+        for key, link in links:
+            table.add_row(key, link)
+        console.print(table)
+    latency = (
+        f", approval→apply resume {watch.approval_latency[0]:.1f} s"
+        if watch.approval_latency
+        else ""
+    )
+    colour = "green" if state.is_completed() else "red"
+    console.print(
+        f"[{colour} bold]{state.name}[/] in {elapsed:.1f} s{latency} — {ui_url}/runs/flow-run/{run_id}"
+    )
+    if not state.is_completed():
+        console.print(f"[red]{state.message}[/]")
+    if watch.error is not None:
+        console.print(f"[red]progress watcher stopped: {watch.error}[/]")
+    return 0 if state.is_completed() else 1

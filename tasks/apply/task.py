@@ -1,0 +1,82 @@
+"""Prefect glue for apply and the no-op re-plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from mirror_rollout.errors import RolloutError
+from mirror_rollout.provisioners import make_provisioner
+from mirror_rollout.provisioners.base import ApplyResult, PlanResult
+from mirror_rollout.settings import RolloutSettings
+
+
+class ReplanNotEmpty(RolloutError):
+    pass
+
+
+# No automatic retries: a half-applied plan is stale by construction (the state
+# serial moved), so a retry could only be refused; the operator re-plans instead.
+@task(name="apply", task_run_name="apply-{settings.environment.value}")
+def apply(
+    settings: RolloutSettings, plan_file: str, approved_sha256: str, lock_info: str = ""
+) -> ApplyResult:
+    logger = get_run_logger()
+    logger.info("Applying %s (approved sha256 %s)", Path(plan_file).name, approved_sha256)
+    result = make_provisioner(settings, lock_info).apply(Path(plan_file), approved_sha256)
+    for change in result.applied:
+        logger.info(
+            "%-8s %s (%.2fs)%s",
+            change.action,
+            change.address,
+            change.seconds,
+            f" — {change.note}" if change.note else "",
+        )
+    create_markdown_artifact(
+        key=f"{settings.environment.value}-outputs",
+        markdown=outputs_markdown(settings.environment.value, result),
+        description=f"Outputs after apply of {approved_sha256[:12]}",
+    )
+    return result
+
+
+def outputs_markdown(environment: str, result: ApplyResult) -> str:
+    lines = [
+        f"# Outputs — {environment}",
+        "",
+        f"Applied {len(result.applied)} change(s) in {result.seconds:.1f} s; state serial {result.state_serial}.",
+        "",
+    ]
+    if result.not_provisioned:
+        lines += (
+            ["## Not provisionable in the sandbox", ""]
+            + [f"- `{a}`: {why}" for a, why in sorted(result.not_provisioned.items())]
+            + [""]
+        )
+    lines += ["| output | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in sorted(result.outputs.items())]
+    return "\n".join(lines) + "\n"
+
+
+@task(
+    name="re-plan",
+    task_run_name="re-plan-{settings.environment.value}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+)
+def replan_is_noop(settings: RolloutSettings, out_dir: Path, lock_info: str = "") -> PlanResult:
+    """After apply the configuration and state must agree: any change here is a defect."""
+    result = make_provisioner(settings, lock_info).plan(out_dir / "replan")
+    if result.summary.has_changes:
+        changed = [
+            c.address
+            for c in result.document.managed_changes()
+            if c.action not in ("no-op", "read")
+        ]
+        raise ReplanNotEmpty(
+            f"the plan after apply is not empty: {', '.join(changed[:10])}",
+            "investigate drift or a provider inconsistency before going further",
+        )
+    return result

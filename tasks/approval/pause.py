@@ -1,0 +1,63 @@
+"""Pause the flow run for approval: the form appears in the Prefect UI; `approve` fills it from a terminal."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+
+from mirror_rollout.provisioners.base import PlanResult
+from tasks.approval.form import (
+    ApprovalForm,
+    ApprovalRecord,
+    ApprovalRejected,
+    approval_markdown,
+    approvals_needed,
+    check_approval,
+)
+from tasks.plan.review import approval_description
+
+#: How often the paused flow looks for the reviewer's answer (approval-to-apply latency).
+POLL_SECONDS = 2
+
+
+def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> list[ApprovalRecord]:
+    """Called from the flow: one pause per approval needed, asked one after the other."""
+    logger = get_run_logger()
+    needed = approvals_needed(plan.environment)
+    records: list[ApprovalRecord] = []
+    for position in range(1, needed + 1):
+        form_type = ApprovalForm.with_initial_data(
+            description=approval_description(plan, needed, position),
+            plan_sha256=plan.sha256,
+            approve=False,
+        )
+        logger.info(
+            "Waiting for approval %d of %d of plan %s (timeout %ss)",
+            position,
+            needed,
+            plan.sha256,
+            timeout_seconds,
+        )
+        try:
+            form = pause_flow_run(
+                wait_for_input=form_type,
+                timeout=timeout_seconds,
+                poll_interval=POLL_SECONDS,
+                key=f"approval-{position}",
+            )
+        except FlowPauseTimeout:
+            raise ApprovalRejected(
+                f"no approval within {timeout_seconds} s; nothing was applied",
+                "run the rollout again and approve it in the Prefect UI or with `mirror-rollout approve`",
+            ) from None
+        record = check_approval(form, plan.summary, records, backend)
+        logger.info("Approved by %s (%d of %d)", record.reviewer, position, needed)
+        records.append(record)
+    create_markdown_artifact(
+        key=f"{plan.environment}-approval",
+        markdown=approval_markdown(plan.environment, records),
+        description=f"{len(records)} approval(s) of plan {plan.sha256}",
+    )
+    return records

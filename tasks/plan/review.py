@@ -1,0 +1,103 @@
+"""The review document: what will change, destructive changes first, and the sha256 to approve."""
+
+from __future__ import annotations
+
+from mirror_rollout.provisioners.base import PlanResult
+from mirror_rollout.results import CheckResult, Status
+
+_ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3, "no-op": 4, "read": 5}
+
+
+def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = None) -> str:
+    s = plan.summary
+    lines = [
+        f"# Plan for {plan.environment} ({plan.provisioner} provisioner, workspace `{plan.workspace}`)",
+        "",
+        f"**{s.headline()}**",
+        "",
+        f"Plan file `{plan.plan_file.rsplit('/', 1)[-1]}` — sha256 `{s.sha256}`",
+        f"Prior state serial: {plan.prior_serial if plan.prior_serial is not None else 'none (new workspace)'}",
+        "",
+    ]
+    if s.destructive:
+        lines += ["## ⚠ Destructive changes (approval needs allow_destroy)", ""]
+        lines += [f"- **{d.action.upper()}** `{d.address}` ({d.type})" for d in s.destructive]
+        lines.append("")
+    if s.missing_expected:
+        lines += ["## Resources the contract expects but this plan lacks", ""]
+        lines += [f"- `{a}`" for a in s.missing_expected]
+        lines.append("")
+    if s.not_provisionable:
+        lines += ["## Not provisionable in the sandbox (kept in the plan, recorded at apply)", ""]
+        lines += [f"- `{a}`: {why}" for a, why in sorted(s.not_provisionable.items())]
+        lines.append("")
+    lines += ["## Counts", "", "| action | count |", "|---|---|"]
+    lines += [
+        f"| {a} | {n} |" for a, n in sorted(s.counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))
+    ]
+    lines += ["", "## By type", "", "| type | changes |", "|---|---|"]
+    lines += [
+        f"| {t} | {', '.join(f'{n} {a}' for a, n in sorted(c.items()))} |"
+        for t, c in s.by_type.items()
+    ]
+    lines += [
+        "",
+        "## Every resource",
+        "",
+        "| action | address | changed arguments |",
+        "|---|---|---|",
+    ]
+    for change in sorted(
+        plan.document.managed_changes(), key=lambda c: (_ORDER.get(c.action, 9), c.address)
+    ):
+        lines.append(f"| {change.action} | `{change.address}` | {_changed(change)} |")
+    if guardrails is not None:
+        failed = [r for r in guardrails if r.status is Status.FAIL]
+        checks = len({r.check_id for r in guardrails})
+        lines += ["", "## Guardrails", ""]
+        lines.append(
+            f"{checks - len({r.check_id for r in failed})} of {checks} guardrails passed"
+            + ("" if not failed else ": failing " + ", ".join(sorted({r.check_id for r in failed})))
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _changed(change) -> str:
+    if change.action in ("create", "delete", "no-op"):
+        return ""
+    if change.change.replace_paths:
+        return "forces replacement: " + ", ".join(
+            ".".join(map(str, p)) for p in change.change.replace_paths
+        )
+    before, after = change.change.before or {}, change.change.after or {}
+    unknown = change.change.after_unknown or {}
+    keys = sorted(
+        k
+        for k in after
+        if before.get(k) != after.get(k) or (isinstance(unknown, dict) and unknown.get(k))
+    )
+    return ", ".join(keys[:8]) + (" …" if len(keys) > 8 else "")
+
+
+def approval_description(plan: PlanResult, reviewers_needed: int, position: int) -> str:
+    """The text above the approval form in the Prefect UI."""
+    s = plan.summary
+    lines = [
+        f"## Approve the {plan.environment} plan ({position} of {reviewers_needed} approvals)",
+        "",
+        f"**{s.headline()}**",
+        "",
+        f"sha256 `{s.sha256}`",
+        "",
+        f"Review the `{plan.environment}-plan` artifact of this run, then set **approve**, your name as **reviewer**, and a comment.",
+    ]
+    if s.destructive:
+        lines += [
+            "",
+            "⚠ This plan deletes or replaces stateful resources: "
+            + ", ".join(f"`{d.address}`" for d in s.destructive)
+            + ". Set **allow_destroy** to approve it.",
+        ]
+    if reviewers_needed > 1:
+        lines += ["", "Production needs two approvals from two different reviewers."]
+    return "\n".join(lines)

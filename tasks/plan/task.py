@@ -1,0 +1,36 @@
+"""Prefect glue for plan: run the provisioner, publish the review artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from mirror_rollout.provisioners import make_provisioner
+from mirror_rollout.provisioners.base import PlanResult
+from mirror_rollout.results import CheckResult
+from mirror_rollout.settings import RolloutSettings
+from tasks.plan.review import review_markdown
+
+
+@task(
+    name="plan",
+    task_run_name="plan-{settings.environment.value}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+)
+def plan(settings: RolloutSettings, out_dir: Path, lock_info: str = "") -> PlanResult:
+    return make_provisioner(settings, lock_info).plan(out_dir)
+
+
+@task(name="review-artifact")
+def publish_review(result: PlanResult, guardrails: list[CheckResult] | None) -> str:
+    markdown = review_markdown(result, guardrails)
+    Path(result.plan_file).with_suffix(".review.md").write_text(markdown)
+    create_markdown_artifact(
+        key=f"{result.environment}-plan",
+        markdown=markdown,
+        description=f"{result.summary.headline()} — sha256 {result.sha256}",
+    )
+    return markdown
