@@ -19,6 +19,7 @@ def infra_rollout(
     provisioner: str = "auto",
     approval_timeout_seconds: int = 3600,
     out_dir: str | None = None,
+    root: str | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval."""
     settings = parse_settings(
@@ -27,6 +28,7 @@ def infra_rollout(
         provisioner=provisioner,
         approval_timeout_seconds=approval_timeout_seconds,
         out_dir=out_dir,
+        root=root,
     )
     logger = get_run_logger()
     run_dir = settings.output_dir(flow_run.get_name() or "local")
@@ -38,16 +40,23 @@ def infra_rollout(
     publish_review(planned, checks)
     logger.info("Plan %s: %s", planned.sha256, planned.summary.headline())
 
+    summary = {
+        "environment": settings.environment.value,
+        "plan_sha256": planned.sha256,
+        "output_dir": str(run_dir),
+    }
+    if not planned.summary.has_changes:
+        # Nothing would change, so there is nothing to approve or apply.
+        logger.info("The plan changes nothing; skipping approval and apply")
+        return {**summary, "approvals": [], "applied": 0, "not_provisioned": {}}
+
     approvals = request_approvals(planned, settings.backend, settings.approval_timeout_seconds)
     applied = apply(settings, planned.plan_file, approvals[-1].plan_sha256, lock_info)
     replan = replan_is_noop(settings, run_dir, lock_info)
-
     return {
-        "environment": settings.environment.value,
-        "plan_sha256": planned.sha256,
+        **summary,
         "approvals": [a.model_dump(mode="json") for a in approvals],
         "applied": len(applied.applied),
         "not_provisioned": applied.not_provisioned,
         "replan": replan.summary.headline(),
-        "output_dir": str(run_dir),
     }

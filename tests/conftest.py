@@ -83,3 +83,32 @@ def infra(tmp_path: Path):
     from tests.infra_copy import InfraCopy
 
     return InfraCopy(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def prefect_api(sandbox):
+    """Point Prefect at the sandbox's server (settings are read when prefect is imported)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: sandbox.exports["PREFECT_API_URL"]}):
+        yield sandbox.exports["PREFECT_API_URL"]
+        # Send the last run logs while the server is still up.
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
+
+
+def reset_moto() -> None:
+    """Forget every AWS resource in the sandbox's moto (its own /moto-api/reset)."""
+    import urllib.request
+
+    request = urllib.request.Request(
+        os.environ["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST"
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+
+
+@pytest.fixture
+def clean_aws(sandbox):
+    reset_moto()
+    return sandbox

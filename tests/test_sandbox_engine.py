@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
-import urllib.request
 
-import boto3
 import pytest
 
 from mirror_rollout import contract
 from mirror_rollout.provisioners.base import ApplyRefused, StateLocked
 from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+from tests.aws_inventory import client, inventory
+from tests.conftest import reset_moto
 
 STAGING_RESOURCES = 35  # managed resource instances of staging (ops_email has count 0)
-
-
-def reset_moto() -> None:
-    request = urllib.request.Request(
-        os.environ["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST"
-    )
-    urllib.request.urlopen(request, timeout=10).read()
-
-
-@pytest.fixture
-def clean_aws(sandbox):
-    reset_moto()
-    yield sandbox
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +28,6 @@ def applied_staging(sandbox, tmp_path_factory):
     plan_seconds = time.monotonic() - started
     result = engine.apply(plan.plan_file, plan.sha256)
     return engine, plan, result, plan_seconds
-
-
-def client(service: str):
-    return boto3.client(service, region_name="us-east-1")
-
-
-def inventory() -> dict[str, list[str]]:
-    """What exists in moto, to prove a refused apply changed nothing."""
-    return {
-        "tables": sorted(client("dynamodb").list_tables()["TableNames"]),
-        "alarms": sorted(
-            a["AlarmName"] for a in client("cloudwatch").describe_alarms()["MetricAlarms"]
-        ),
-        "buckets": sorted(b["Name"] for b in client("s3").list_buckets()["Buckets"]),
-        "parameters": sorted(p["Name"] for p in client("ssm").describe_parameters()["Parameters"]),
-        "topics": sorted(t["TopicArn"] for t in client("sns").list_topics()["Topics"]),
-    }
 
 
 def test_first_plan_creates_every_resource(applied_staging):

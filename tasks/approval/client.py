@@ -33,8 +33,8 @@ def pending_approval(run_id: str) -> PendingApproval:
     """The approval a paused run waits for; a clear error if it waits for none."""
     from prefect import get_client
     from prefect.exceptions import ObjectNotFound
-    from prefect.input.run_input import keyset_from_paused_state
     from prefect.input.actions import read_flow_run_input
+    from prefect.input.run_input import keyset_from_paused_state
 
     flow_run_id = _run_id(run_id)
     with get_client(sync_client=True) as client:

@@ -22,6 +22,16 @@ from tasks.plan.review import approval_description
 POLL_SECONDS = 2
 
 
+def _record_final_message(text: str) -> None:
+    """The server has already failed the timed-out pause with a generic message; say why instead."""
+    from prefect import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Failed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.get_id(), Failed(message=text), force=True)
+
+
 def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> list[ApprovalRecord]:
     """Called from the flow: one pause per approval needed, asked one after the other."""
     logger = get_run_logger()
@@ -48,10 +58,12 @@ def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> l
                 key=f"approval-{position}",
             )
         except FlowPauseTimeout:
-            raise ApprovalRejected(
+            rejected = ApprovalRejected(
                 f"no approval within {timeout_seconds} s; nothing was applied",
                 "run the rollout again and approve it in the Prefect UI or with `mirror-rollout approve`",
-            ) from None
+            )
+            _record_final_message(str(rejected))
+            raise rejected from None
         record = check_approval(form, plan.summary, records, backend)
         logger.info("Approved by %s (%d of %d)", record.reviewer, position, needed)
         records.append(record)

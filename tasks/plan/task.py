@@ -24,7 +24,7 @@ def plan(settings: RolloutSettings, out_dir: Path, lock_info: str = "") -> PlanR
     return make_provisioner(settings, lock_info).plan(out_dir)
 
 
-@task(name="review-artifact")
+@task(name="review-artifact", task_run_name="review-{result.environment}")
 def publish_review(result: PlanResult, guardrails: list[CheckResult] | None) -> str:
     markdown = review_markdown(result, guardrails)
     Path(result.plan_file).with_suffix(".review.md").write_text(markdown)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,9 @@ class SandboxEngine(Provisioner):
         backend_overrides: dict[str, Any] | None = None,
         variable_overrides: dict[str, Any] | None = None,
         lock_info: str = "",
+        on_change: Callable[[AppliedChange], None] | None = None,
     ):
+        self.on_change = on_change
         self.environment = Environment(environment)
         self.root = Path(root or PROJECT_ROOT)
         self.module = load_module(terraform_dir(self.root))
@@ -606,19 +609,16 @@ class SandboxEngine(Provisioner):
         result.state_serial = state.serial
         return result
 
-    @staticmethod
-    def _run(result: ApplyResult, address: str, action: str, step) -> Any:
+    def _run(self, result: ApplyResult, address: str, action: str, step) -> Any:
         started = time.monotonic()
         outcome = step()
         attributes, note = outcome if isinstance(outcome, tuple) else (outcome, "")
-        result.applied.append(
-            AppliedChange(
-                address=address,
-                action=action,
-                seconds=round(time.monotonic() - started, 3),
-                note=note,
-            )
+        change = AppliedChange(
+            address=address, action=action, seconds=round(time.monotonic() - started, 3), note=note
         )
+        result.applied.append(change)
+        if self.on_change is not None:
+            self.on_change(change)
         return attributes
 
     def _delete(

@@ -129,7 +129,7 @@ class StateStore:
                 "the state", s3.get_object, Bucket=self.backend.bucket, Key=self.path
             )["Body"].read()
         except Exception as exc:
-            if _client_error_code(exc) in ("NoSuchKey", "404"):
+            if _client_error_code(exc) in ("NoSuchKey", "NoSuchBucket", "404"):
                 return None
             raise
         try:

@@ -1,0 +1,195 @@
+"""The rollout gate end to end on the sandbox: zero unreviewed applies, each a test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+from tests.aws_inventory import inventory
+from tests.rollout_run import approve_as, artifacts_of, run_rollout, task_names
+
+
+@pytest.fixture
+def rollout(prefect_api, clean_aws, tmp_path):
+    """Run infra-rollout with outputs under tmp_path; short approval timeout."""
+
+    def run(answer, **params):
+        params.setdefault("approval_timeout_seconds", 60)
+        return run_rollout(answer, out_dir=str(tmp_path / "out"), **params)
+
+    return run
+
+
+def nothing_applied(environment: str = "staging", before=None) -> None:
+    assert SandboxEngine(environment).state_serial() is None
+    if before is not None:
+        assert inventory() == before
+
+
+def message(run) -> str:
+    return run.state.message or ""
+
+
+def test_approved_staging_rollout_applies_and_replans_clean(rollout):
+    run = rollout(approve_as("alice", comment="looks right"))
+    assert run.state.is_completed(), message(run)
+    assert run.pauses == ["approval-1"]
+    result = run.state.result()
+    assert result["applied"] == 35 and result["approvals"][0]["reviewer"] == "alice"
+    assert result["replan"].startswith("0 to create, 0 to update, 0 to replace, 0 to delete")
+    artifacts = artifacts_of(run.flow_run_id)
+    assert {
+        "staging-guardrails",
+        "staging-plan",
+        "staging-approval",
+        "staging-outputs",
+    } <= artifacts.keys()
+    assert result["plan_sha256"] in artifacts["staging-plan"]
+    assert (
+        "alice" in artifacts["staging-approval"] and "looks right" in artifacts["staging-approval"]
+    )
+    assert len(inventory()["alarms"]) == 8
+
+
+def test_reject_applies_nothing(rollout):
+    before = inventory()
+    run = rollout(approve_as("bob", approve=False, comment="wrong region"))
+    assert run.state.is_failed()
+    assert "rejected by bob: wrong region" in message(run)
+    nothing_applied(before=before)
+    assert not any(name.startswith("apply") for name in task_names(run.flow_run_id))
+
+
+def test_timeout_applies_nothing(rollout):
+    before = inventory()
+    run = rollout(None, approval_timeout_seconds=5)
+    assert run.state.is_failed()
+    assert "no approval within 5 s" in message(run)
+    nothing_applied(before=before)
+
+
+def test_approval_of_another_sha256_applies_nothing(rollout):
+    before = inventory()
+    run = rollout(approve_as("carol", plan_sha256="ab" * 32))
+    assert run.state.is_failed()
+    assert "carol approved plan abababababab" in message(run)
+    nothing_applied(before=before)
+
+
+def test_plan_file_changed_after_approval_applies_nothing(rollout, tmp_path):
+    before = inventory()
+    approve = approve_as("dave")
+
+    def tamper_then_approve(run_id: str, key: str) -> None:
+        plan_file = next((tmp_path / "out").rglob("staging.tfplan.json"))
+        plan_file.write_text(plan_file.read_text().replace('"threshold": 10', '"threshold": 1'))
+        approve(run_id, key)
+
+    run = rollout(tamper_then_approve)
+    assert run.state.is_failed()
+    assert "changed after review" in message(run)
+    nothing_applied(before=before)
+
+
+def test_state_changed_between_plan_and_apply_applies_nothing(rollout, tmp_path):
+    approve = approve_as("erin")
+    seen = {}
+
+    def interfere_then_approve(run_id: str, key: str) -> None:
+        other = SandboxEngine("staging")  # someone else's reviewed rollout lands first
+        plan = other.plan(tmp_path / "other")
+        other.apply(plan.plan_file, plan.sha256)
+        seen["serial"], seen["inventory"] = other.state_serial(), inventory()
+        approve(run_id, key)
+
+    run = rollout(interfere_then_approve)
+    assert run.state.is_failed()
+    assert "stale" in message(run)
+    assert SandboxEngine("staging").state_serial() == seen["serial"]
+    assert inventory() == seen["inventory"]
+
+
+def test_destructive_plan_needs_allow_destroy(rollout, infra, tmp_path):
+    first = SandboxEngine("staging", root=infra.root)
+    plan = first.plan(tmp_path / "base")
+    first.apply(plan.plan_file, plan.sha256)
+    # Renaming the backup vault replaces it (and every recovery point in it).
+    infra.edit("terraform/main.tf", '"${local.prefix}-backup-vault"', '"${local.prefix}-vault"')
+    serial, before = first.state_serial(), inventory()
+    run = rollout(approve_as("frank"), root=str(infra.root))
+    assert run.state.is_failed()
+    assert "allow_destroy" in message(run) and "aws_backup_vault.main" in message(run)
+    assert first.state_serial() == serial and inventory() == before
+    artifacts = artifacts_of(run.flow_run_id)
+    assert "Destructive changes" in artifacts["staging-plan"]
+
+
+def test_production_needs_two_distinct_reviewers(rollout):
+    before = inventory()
+    run = rollout(approve_as("grace"), environment="production")
+    assert run.state.is_failed()
+    assert run.pauses == ["approval-1", "approval-2"]
+    assert "grace already approved" in message(run)
+    nothing_applied("production", before)
+
+
+def test_production_with_one_reviewer_times_out(rollout):
+    before = inventory()
+    answered = []
+
+    def only_first(run_id: str, key: str) -> None:
+        if key == "approval-1":
+            approve_as("heidi")(run_id, key)
+            answered.append(key)
+
+    run = rollout(only_first, environment="production", approval_timeout_seconds=5)
+    assert run.state.is_failed() and answered == ["approval-1"]
+    assert "no approval within 5 s" in message(run)
+    nothing_applied("production", before)
+
+
+def test_production_with_two_reviewers_applies(rollout):
+    reviewers = iter(["ivan", "judy"])
+    run = rollout(
+        lambda run_id, key: approve_as(next(reviewers))(run_id, key), environment="production"
+    )
+    assert run.state.is_completed(), message(run)
+    assert [a["reviewer"] for a in run.state.result()["approvals"]] == ["ivan", "judy"]
+
+
+def test_failing_guardrail_stops_before_plan(rollout, infra):
+    infra.edit(
+        "terraform/main.tf",
+        "enabled = var.pitr_enabled",
+        "enabled = false",
+        within='resource "aws_dynamodb_table" "consent"',
+    )
+    before = inventory()
+    run = rollout(approve_as("mallory"), root=str(infra.root))
+    assert run.state.is_failed()
+    assert "MR-001" in message(run)
+    assert [n for n in task_names(run.flow_run_id) if not n.startswith("guardrails")] == []
+    assert run.pauses == []
+    nothing_applied(before=before)
+
+
+def test_rehearse_auto_approve_is_refused_for_aws():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mirror_rollout.cli",
+            "rehearse",
+            "--auto-approve",
+            "--backend",
+            "aws",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "--auto-approve is refused for backend 'aws'" in done.stderr
