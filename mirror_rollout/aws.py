@@ -7,6 +7,7 @@ exports it) exactly as it reads credentials, so the same code serves moto and AW
 from __future__ import annotations
 
 import os
+from collections import Counter
 from functools import cached_property
 from typing import Any
 
@@ -37,6 +38,8 @@ class AwsClients:
         )
         self._max_attempts = max_attempts
         self._clients: dict[str, Any] = {}
+        #: API calls made through these clients, "service.Operation" -> count (botocore events).
+        self.calls: Counter[str] = Counter()
 
     @cached_property
     def session(self) -> Any:

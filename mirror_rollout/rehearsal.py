@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -153,7 +154,10 @@ def rehearse(
         auto_approve=auto_approve,
         console=console,
     )
-    watcher = threading.Thread(target=_watch, args=(watch,), daemon=True)
+    # The watcher must see this thread's Prefect settings (held in a context variable).
+    watcher = threading.Thread(
+        target=contextvars.copy_context().run, args=(_watch, watch), daemon=True
+    )
     started = time.monotonic()
     watcher.start()
     with tags(watch.tag, "rehearsal"):

@@ -95,7 +95,7 @@ def prefect_api(sandbox):
         # Send the last run logs while the server is still up.
         from prefect.logging.handlers import APILogHandler
 
-        APILogHandler.flush()
+        APILogHandler().flush()
 
 
 def reset_moto() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 import uuid
@@ -48,7 +49,9 @@ def run_rollout(answer: Answer | None, **params) -> RolloutRun:
         except BaseException as exc:  # surfaced by the test
             errors.append(exc)
 
-    thread = threading.Thread(target=approver, daemon=True)
+    # The approver sees the test's Prefect settings (a context variable), not the import-time ones.
+    context = contextvars.copy_context()
+    thread = threading.Thread(target=context.run, args=(approver,), daemon=True)
     thread.start()
     with tags(tag):
         state = infra_rollout(return_state=True, **params)

@@ -1,0 +1,71 @@
+"""How validations report: typed results into Prefect table artifacts, and what a target can show."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel
+
+from mirror_rollout.errors import RolloutError
+from mirror_rollout.results import CheckResult, Status
+
+
+class Capabilities(BaseModel):
+    """What the target environment can demonstrate. Checks needing more report SKIPPED with ``reason``."""
+
+    alarm_notifications: bool
+    email_delivery: bool
+    backup_selections: bool
+    reason: str = ""
+
+
+def capabilities(backend: str) -> Capabilities:
+    if backend == "sandbox":
+        return Capabilities(
+            alarm_notifications=False,
+            email_delivery=False,
+            backup_selections=False,
+            reason="the sandbox (moto) does not fire alarm actions, keeps no alarm history, sends no e-mail and has no AWS Backup selections",
+        )
+    return Capabilities(alarm_notifications=True, email_delivery=True, backup_selections=True)
+
+
+def overall(results: Iterable[CheckResult]) -> Status:
+    """FAIL if any blocking failure, else PASS if anything passed, else SKIPPED."""
+    results = list(results)
+    if any(r.blocking for r in results):
+        return Status.FAIL
+    if any(r.status is Status.PASS for r in results):
+        return Status.PASS
+    return Status.SKIPPED
+
+
+def rows(results: Iterable[CheckResult]) -> list[dict[str, str]]:
+    return [
+        {
+            "check": r.check_id,
+            "status": r.status.value,
+            "subject": r.subject[:200],
+            "detail": r.message[:300],
+            "evidence": "; ".join(f"{e.source} @ {e.at:%H:%M:%S}" for e in r.evidence)[:300],
+        }
+        for r in results
+    ]
+
+
+def publish(key: str, results: list[CheckResult], what: str) -> Status:
+    """Publish ``results`` as the table artifact ``key``; returns the overall status."""
+    from prefect.artifacts import create_table_artifact
+
+    verdict = overall(results)
+    counts = {s: sum(1 for r in results if r.status is s) for s in Status}
+    create_table_artifact(
+        key=key,
+        table=rows(results),
+        description=f"{what}: {verdict.value} ({counts[Status.PASS]} pass, {counts[Status.FAIL]} fail, {counts[Status.SKIPPED]} skipped)",
+    )
+    return verdict
+
+
+class ValidationFailed(RolloutError):
+    """A validation task found a blocking failure (its results are in its artifact)."""
