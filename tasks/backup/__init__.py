@@ -1,0 +1,1 @@
+"""AWS Backup coverage of the three tables (the backup plan's selection)."""

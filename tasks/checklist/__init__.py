@@ -1,0 +1,1 @@
+"""Last runbook step: the production deployment checklist, ticked only from evidence."""

@@ -1,0 +1,78 @@
+"""Render the checklist template from typed results (pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mirror_rollout.results import CheckResult, Status
+
+_LINE = re.compile(r"^- \[ \] (?P<text>.+?)\s*<!--\s*evidence:\s*(?P<selectors>[^>]*?)\s*-->\s*$")
+
+
+@dataclass
+class ChecklistLine:
+    text: str
+    selectors: list[str]
+    status: Status
+    detail: str
+
+
+def matches(selector: str, check_id: str) -> bool:
+    """A selector ending in '-' (or naming a suite) is a prefix; otherwise an exact id."""
+    return check_id.startswith(selector) if selector.endswith("-") or not selector[-1].isdigit() else check_id == selector
+
+
+def evaluate_line(selectors: list[str], results: list[CheckResult]) -> tuple[Status, str]:
+    found = [r for r in results if any(matches(s, r.check_id) for s in selectors)]
+    if not found:
+        return Status.SKIPPED, "no evidence was gathered for this line in this run"
+    failed = [r for r in found if r.status is Status.FAIL and r.blocking]
+    if failed:
+        return Status.FAIL, "; ".join(f"{r.check_id} {r.subject}: {r.message}" for r in failed)[:400]
+    passed = [r for r in found if r.status is Status.PASS]
+    skipped = [r for r in found if r.status is Status.SKIPPED]
+    if skipped and not passed:
+        return Status.SKIPPED, "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:400]
+    detail = f"{len(passed)} check(s) passed ({', '.join(sorted({r.check_id for r in passed}))[:200]})"
+    if skipped:
+        detail += "; skipped: " + "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:300]
+        return Status.SKIPPED, detail
+    warnings = [r for r in found if r.status is Status.FAIL]
+    if warnings:
+        detail += "; warnings: " + "; ".join(f"{r.check_id}: {r.message}" for r in warnings)[:300]
+    return Status.PASS, detail
+
+
+def render(template: str, results: list[CheckResult], header: dict[str, str], approvals_md: str = "") -> tuple[str, list[ChecklistLine]]:
+    """The filled checklist and its lines; the verdict goes on top."""
+    lines: list[ChecklistLine] = []
+    body: list[str] = []
+    for raw in template.splitlines():
+        match = _LINE.match(raw)
+        if not match:
+            body.append(raw)
+            continue
+        selectors = [s.strip() for s in match["selectors"].split(",") if s.strip()]
+        status, detail = evaluate_line(selectors, results)
+        lines.append(ChecklistLine(match["text"], selectors, status, detail))
+        box = "x" if status is Status.PASS else " "
+        body.append(f"- [{box}] {match['text']} — **{status.value}**: {detail}")
+    verdict = verdict_of(lines)
+    top = [f"**Verdict: {verdict}**", ""] + [f"- {k}: {v}" for k, v in header.items()] + [""]
+    text = "\n".join(body)
+    # Keep the title, replace the template's introduction by the verdict and run facts.
+    title = text.split("\n", 1)[0] if text.startswith("#") else "# Production deployment checklist"
+    sections = text[text.find("\n## ") + 1 :] if "\n## " in text else text
+    out = title + "\n\n" + "\n".join(top) + "\n" + sections
+    if approvals_md:
+        out += "\n\n## Approval record\n\n" + approvals_md.split("\n", 1)[-1]
+    return out.rstrip() + "\n", lines
+
+
+def verdict_of(lines: list[ChecklistLine]) -> str:
+    if any(line.status is Status.FAIL for line in lines):
+        return "FAIL — do not promote to production"
+    if any(line.status is Status.SKIPPED for line in lines):
+        return "INCOMPLETE — every executed check passed; the SKIPPED lines need evidence from a real environment"
+    return "PASS — ready for production sign-off"
