@@ -1,0 +1,288 @@
+"""Flows `nonce-rotation` and `nonce-grace-cleanup`: rotate, hand over during a grace period, clean up.
+
+`nonce-rotation` creates v(N+1) next to vN and schedules the grace-period
+cleanup as a flow run of the deployment `nonce-grace-cleanup/scheduled` at the
+grace end (a scheduled run, not a sleeping one). With ``rollback=true`` it undoes
+the rotation still in grace instead: v(N+1) is deleted, vN stays, the pending
+cleanup run is cancelled. The rotation id is the flow run id.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+
+from mirror_rollout.environments import parse_environment
+from mirror_rollout.errors import RolloutError
+from tasks.nonce.rules import (
+    CLEANUP_FLOW,
+    DEFAULT_GRACE_SECONDS,
+    ROTATION_FLOW,
+    decide_rollback,
+    decide_rotation,
+    format_time,
+    rollback_target,
+)
+from tasks.nonce.task import (
+    RemovalResult,
+    RotationResult,
+    cleanup_previous,
+    read_nonce_state,
+    rollback_rotation,
+    rotate_nonce,
+)
+
+CLEANUP_DEPLOYMENT_NAME = "scheduled"
+CLEANUP_DEPLOYMENT = f"{CLEANUP_FLOW}/{CLEANUP_DEPLOYMENT_NAME}"
+
+
+class CleanupNotScheduled(RolloutError):
+    """The rotation is done, but its grace cleanup could not be scheduled."""
+
+
+def artifact_key(environment: str) -> str:
+    return f"{environment}-nonce-rotation"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _versions(versions: list[int]) -> str:
+    return ", ".join(f"v{n}" for n in versions) or "none"
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> str:
+    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cleanup_command(environment: str, region: str, old_version: int, rotation_id: str) -> str:
+    return (
+        f"run the {CLEANUP_FLOW} flow with environment={environment} region={region} "
+        f"old_version={old_version} rotation_id={rotation_id} "
+        f'(`python -c "from flows.nonce_rotation import nonce_grace_cleanup; '
+        f"nonce_grace_cleanup('{environment}', '{region}', {old_version}, '{rotation_id}')\"`)"
+    )
+
+
+def schedule_cleanup(rotated: RotationResult, region: str) -> Any:
+    """Create the `nonce-grace-cleanup/scheduled` flow run at the grace end; returns the FlowRun.
+
+    Idempotent per rotation (the idempotency key is the rotation id). Raises
+    ``CleanupNotScheduled`` when the deployment is not registered.
+    """
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL
+
+    when = rotated.grace_until or _now()
+    parameters = {
+        "environment": rotated.environment,
+        "region": region,
+        "old_version": rotated.from_version,
+        "rotation_id": rotated.rotation_id,
+    }
+    try:
+        return run_deployment(
+            name=CLEANUP_DEPLOYMENT,
+            parameters=parameters,
+            scheduled_time=when,
+            timeout=0,
+            flow_run_name=f"{CLEANUP_FLOW}-{rotated.environment}-v{rotated.from_version}",
+            tags=["nonce", rotated.environment],
+            idempotency_key=f"{CLEANUP_DEPLOYMENT}:{rotated.rotation_id}",
+        )
+    except ObjectNotFound:
+        raise CleanupNotScheduled(
+            f"rotation {rotated.rotation_id} is done and valid ({rotated.new_parameter} created; "
+            f"v{rotated.from_version} and v{rotated.new_version} both valid until "
+            f"{format_time(when)}), but its grace cleanup was NOT scheduled: the deployment "
+            f"{CLEANUP_DEPLOYMENT} does not exist on the Prefect API {PREFECT_API_URL.value()}",
+            "register the deployments with `prefect deploy --all` for future rotations; for "
+            f"this one, after {format_time(when)}, "
+            + _cleanup_command(
+                rotated.environment, region, rotated.from_version, rotated.rotation_id
+            ),
+        ) from None
+
+
+def cancel_scheduled_cleanup(rotation_id: str, reason: str) -> list[str]:
+    """Cancel the not yet started cleanup runs of rotation ``rotation_id``; returns their ids."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.exceptions import ObjectNotFound
+    from prefect.states import Cancelled
+
+    cancelled: list[str] = []
+    with get_client(sync_client=True) as client:
+        try:
+            deployment = client.read_deployment_by_name(CLEANUP_DEPLOYMENT)
+        except ObjectNotFound:
+            return cancelled
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
+                )
+            ),
+        )
+        for run in runs:
+            if (run.parameters or {}).get("rotation_id") == rotation_id:
+                client.set_flow_run_state(run.id, Cancelled(message=reason), force=True)
+                cancelled.append(str(run.id))
+    return cancelled
+
+
+@flow(name=ROTATION_FLOW)
+def nonce_rotation(
+    environment: str,
+    region: str = "us-east-1",
+    from_version: int | None = None,
+    grace_seconds: int = DEFAULT_GRACE_SECONDS,
+    rollback: bool = False,
+) -> dict:
+    """Rotate the redaction nonce vN -> v(N+1) with a grace period (or roll the rotation back).
+
+    ``from_version`` None means the current version (rollback: the version to return to).
+    """
+    env = parse_environment(environment).value
+    if rollback:
+        return _rollback(env, region, from_version)
+    logger = get_run_logger()
+    rotation_id = str(flow_run.get_id())
+    before = read_nonce_state(env, region)
+    if from_version is None:
+        decide_rotation(before, None, rotation_id).raise_if_refused()
+        from_version = before.current.version if before.current else 0
+    rotated = rotate_nonce(env, region, from_version, grace_seconds, rotation_id)
+    try:
+        run = schedule_cleanup(rotated, region)
+    except CleanupNotScheduled as exc:
+        _publish_rotation(rotated, cleanup=f"**NOT scheduled** — {exc.problem}. Fix: {exc.fix}")
+        raise
+    scheduled_at = run.state.state_details.scheduled_time if run.state else None
+    _publish_rotation(
+        rotated,
+        cleanup=(
+            f"flow run `{run.id}` ({run.name}) of {CLEANUP_DEPLOYMENT} scheduled for "
+            f"{format_time(scheduled_at) if scheduled_at else '?'}"
+        ),
+    )
+    logger.info(
+        "Rotation %s: v%s -> v%s; cleanup of v%s scheduled as flow run %s",
+        rotation_id,
+        rotated.from_version,
+        rotated.new_version,
+        rotated.from_version,
+        run.id,
+    )
+    return {
+        **rotated.model_dump(mode="json"),
+        "cleanup_flow_run_id": str(run.id),
+        "cleanup_scheduled_time": scheduled_at.isoformat() if scheduled_at else None,
+    }
+
+
+def _publish_rotation(rotated: RotationResult, cleanup: str) -> None:
+    grace = format_time(rotated.grace_until) if rotated.grace_until else "?"
+    create_markdown_artifact(
+        key=artifact_key(rotated.environment),
+        markdown=_table(
+            f"Nonce rotation — {rotated.environment}",
+            [
+                ("action", "rotate" + ("" if rotated.created else " (found from an earlier try)")),
+                ("rotation id", f"`{rotated.rotation_id}`"),
+                ("versions before", _versions(rotated.versions_before)),
+                ("versions after", _versions(rotated.versions_after)),
+                ("new version", f"`{rotated.new_parameter}` (KeyId `{rotated.key_id}`)"),
+                ("grace end", f"{grace} — v{rotated.from_version} stays valid until then"),
+                ("grace cleanup", cleanup),
+            ],
+        ),
+        description=(
+            f"Nonce rotation {rotated.environment}: v{rotated.from_version} -> "
+            f"v{rotated.new_version}, grace until {grace}"
+        ),
+    )
+
+
+def _publish_removal(removed: RemovalResult, action: str, extra: list[tuple[str, str]]) -> None:
+    create_markdown_artifact(
+        key=artifact_key(removed.environment),
+        markdown=_table(
+            f"Nonce {action} — {removed.environment}",
+            [
+                ("action", action),
+                ("rotation id", f"`{removed.rotation_id}`"),
+                ("result", removed.note),
+                ("versions after", _versions(removed.versions_after)),
+                *extra,
+            ],
+        ),
+        description=f"Nonce {action} {removed.environment}: {removed.note}",
+    )
+
+
+def _rollback(env: str, region: str, to_version: int | None) -> dict:
+    state = read_nonce_state(env, region)
+    if to_version is None:
+        decision = rollback_target(state)
+        rotation_id = state.current.rotation_id if state.current else None
+    else:
+        target = state.get(to_version + 1)
+        rotation_id = target.rotation_id if target else None
+        decision = decide_rollback(state, to_version + 1, rotation_id or "")
+    decision.raise_if_refused()
+    assert decision.version is not None
+    removed = rollback_rotation(env, region, decision.version, rotation_id or "")
+    cancelled = cancel_scheduled_cleanup(
+        removed.rotation_id, f"rotation {removed.rotation_id} rolled back"
+    )
+    _publish_removal(
+        removed,
+        "rollback",
+        [("cancelled cleanup runs", ", ".join(f"`{c}`" for c in cancelled) or "none")],
+    )
+    get_run_logger().info("%s; cancelled cleanup runs: %s", removed.note, cancelled or "none")
+    return {**removed.model_dump(mode="json"), "cancelled_cleanup_runs": cancelled}
+
+
+@flow(name=CLEANUP_FLOW)
+def nonce_grace_cleanup(
+    environment: str, region: str, old_version: int, rotation_id: str, force: bool = False
+) -> dict:
+    """End rotation ``rotation_id``'s grace period: delete v{old_version} (refuses before the
+    grace end unless ``force``, and whenever that rotation's new version is missing)."""
+    env = parse_environment(environment).value
+    removed = cleanup_previous(env, region, old_version, rotation_id, force)
+    _publish_removal(removed, "grace cleanup", [])
+    return removed.model_dump(mode="json")
+
+
+def register_cleanup_deployment() -> UUID:
+    """Apply `nonce-grace-cleanup/scheduled` (no schedule, no work pool) to the current Prefect API.
+
+    For tests and the rehearsal; real deployments come from prefect.yaml. Runs of a
+    deployment without a work pool are executed by a `serve` process.
+    """
+    deployment = nonce_grace_cleanup.to_deployment(
+        name=CLEANUP_DEPLOYMENT_NAME,
+        description="Grace-period cleanup of a nonce rotation (scheduled by nonce-rotation).",
+        tags=["nonce"],
+    )
+    return deployment.apply()

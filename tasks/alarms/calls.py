@@ -1,0 +1,58 @@
+"""Small boto3 glue shared by the post-apply probes (PITR, alarms, dashboard).
+
+``counted`` makes ``AwsClients.calls`` count every API operation made through a
+client ("service.Operation" -> n), using botocore's ``before-call`` event (once
+per operation, not per HTTP retry). The handler is registered under one
+``unique_id``, so registering it again (here or in mirror_rollout.aws) is a no-op.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from mirror_rollout.aws import AwsClients
+
+COUNTER_ID = "mirror_rollout.aws.calls"
+
+
+def counted(clients: AwsClients, service: str) -> Any:
+    """``clients.client(service)`` with its API calls counted in ``clients.calls``."""
+    client = clients.client(service)
+
+    def count(model: Any = None, **_: Any) -> None:
+        clients.calls[f"{service}.{getattr(model, 'name', '?')}"] += 1
+
+    client.meta.events.register("before-call", count, unique_id=COUNTER_ID)
+    return client
+
+
+def calls_observed(clients: AwsClients) -> dict[str, Any]:
+    """The API call counts, for one evidence entry per task."""
+    return {"api_calls": sum(clients.calls.values()), "api_calls_by_operation": dict(clients.calls)}
+
+
+def error_code(err: BaseException) -> str:
+    response = getattr(err, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def iso(value: Any) -> Any:
+    """Datetimes (boto3 returns them tz-aware) as ISO-8601 text; anything else unchanged."""
+    return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run, a plain logger when called via ``.fn`` outside one."""
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("mirror_rollout.tasks")

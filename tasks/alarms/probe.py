@@ -1,0 +1,130 @@
+"""A temporary SQS queue subscribed to the ops topic, removed again whatever happens."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mirror_rollout.results import Evidence
+from tasks.alarms.calls import error_code, now
+
+PROBE_QUEUE_PREFIX = "mirror-rollout-probe-"
+#: Long polls never exceed SQS's 20 s maximum (below the clients' 30 s read timeout).
+MAX_WAIT_SECONDS = 20
+
+
+def probe_queue_name(environment: str, probe_id: str) -> str:
+    return f"{PROBE_QUEUE_PREFIX}{environment}-{probe_id}"
+
+
+def queue_policy(queue_arn: str, topic_arn: str) -> str:
+    """Only the ops topic may send to the probe queue."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "OpsTopicToProbeQueue",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                }
+            ],
+        }
+    )
+
+
+class ProbeQueue:
+    """Create with ``open``; ``receive`` collects bodies; ``close`` always (call it in finally)."""
+
+    def __init__(self, sqs: Any, sns: Any, topic_arn: str, environment: str, probe_id: str):
+        self.sqs, self.sns = sqs, sns
+        self.topic_arn = topic_arn
+        self.name = probe_queue_name(environment, probe_id)
+        self.probe_id = probe_id
+        self.queue_url: str | None = None
+        self.queue_arn: str | None = None
+        self.subscription_arn: str | None = None
+        self.bodies: list[str] = []
+        self._seen: set[str] = set()
+
+    def open(self) -> Evidence:
+        """Queue + policy + subscription; raises the API error if any step fails."""
+        self.queue_url = self.sqs.create_queue(
+            QueueName=self.name,
+            Attributes={"MessageRetentionPeriod": "900", "ReceiveMessageWaitTimeSeconds": "0"},
+            tags={"mirror-rollout": "probe", "probe-id": self.probe_id},
+        )["QueueUrl"]
+        self.queue_arn = self.sqs.get_queue_attributes(
+            QueueUrl=self.queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        self.sqs.set_queue_attributes(
+            QueueUrl=self.queue_url,
+            Attributes={"Policy": queue_policy(self.queue_arn, self.topic_arn)},
+        )
+        self.subscription_arn = self.sns.subscribe(
+            TopicArn=self.topic_arn,
+            Protocol="sqs",
+            Endpoint=self.queue_arn,
+            Attributes={"RawMessageDelivery": "false"},
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
+        return Evidence(
+            source=f"sns:Subscribe {self.topic_arn}",
+            observed={
+                "queue": self.queue_arn,
+                "subscription": self.subscription_arn,
+                "probe_id": self.probe_id,
+            },
+        )
+
+    def receive(
+        self, done: Callable[[list[str]], bool], timeout_seconds: float
+    ) -> tuple[list[str], float]:
+        """Long-poll until ``done(bodies)`` or the deadline; returns (all bodies so far, seconds waited)."""
+        started = time.monotonic()
+        deadline = started + timeout_seconds
+        while not done(self.bodies):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            response = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=max(1, min(MAX_WAIT_SECONDS, int(remaining))),
+                VisibilityTimeout=600,
+            )
+            for message in response.get("Messages", []):
+                if message["MessageId"] not in self._seen:
+                    self._seen.add(message["MessageId"])
+                    self.bodies.append(message["Body"])
+        return self.bodies, time.monotonic() - started
+
+    def close(self) -> Evidence:
+        """Unsubscribe and delete the queue; every step is attempted, errors are collected."""
+        errors: dict[str, str] = {}
+        if self.subscription_arn and self.subscription_arn != "PendingConfirmation":
+            try:
+                self.sns.unsubscribe(SubscriptionArn=self.subscription_arn)
+            except Exception as exc:
+                if error_code(exc) != "NotFound":
+                    errors["unsubscribe"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+        if self.queue_url:
+            try:
+                self.sqs.delete_queue(QueueUrl=self.queue_url)
+            except Exception as exc:
+                if error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue",):
+                    errors["delete_queue"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+        return Evidence(
+            source=f"sqs:DeleteQueue {self.name}",
+            observed={
+                "queue_url": self.queue_url,
+                "subscription": self.subscription_arn,
+                "errors": errors,
+            },
+            at=now(),
+        )

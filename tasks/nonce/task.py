@@ -1,0 +1,452 @@
+"""Prefect tasks of the nonce step: bootstrap, rotate, grace cleanup, rollback.
+
+Every task takes names and numbers only and returns typed results without any
+value; the values stay inside ``tasks.nonce.store``. Refusals raise
+``NonceRefused`` (problem + fix, nothing changed) and are not retried; transient
+AWS/API errors are retried by Prefect with backoff on top of botocore's standard
+retries. Results are never cached (``NO_CACHE``): a retry re-reads SSM.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel
+
+from mirror_rollout.aws import AwsClients
+from mirror_rollout.environments import parse_environment
+from mirror_rollout.errors import RolloutError
+from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.results import CheckResult, Evidence, Status
+from tasks.nonce import store
+from tasks.nonce.rules import (
+    SECURE_STRING,
+    Action,
+    NonceRefused,
+    NonceState,
+    NonceVersion,
+    decide_bootstrap,
+    decide_cleanup,
+    decide_rollback,
+    decide_rotation,
+    format_time,
+    kms_alias,
+    parameter_prefix,
+    rotation_tags,
+)
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyUpdates",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "KMSInternalException",
+    }
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth a retry: not a refusal or validation failure, not a definite AWS answer."""
+    if isinstance(exc, RolloutError):
+        return False
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        code = str(response["Error"].get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in _TRANSIENT_CODES or status >= 500
+    return True  # connection errors, timeouts, Prefect API hiccups
+
+
+def _retry_condition(_task: Any, _task_run: Any, state: Any) -> bool:
+    exc = state.data if isinstance(state.data, BaseException) else None
+    if exc is None:
+        try:
+            state.result(raise_on_failure=True)
+        except BaseException as raised:
+            exc = raised
+    return exc is not None and is_transient(exc)
+
+
+RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _retry_condition,
+    "cache_policy": NO_CACHE,
+}
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("mirror_rollout.nonce")
+
+
+def _env(environment: str) -> str:
+    return parse_environment(environment).value
+
+
+class RotationResult(BaseModel):
+    environment: str
+    rotation_id: str
+    from_version: int
+    new_version: int
+    previous_parameter: str
+    new_parameter: str
+    key_id: str | None
+    grace_until: datetime | None
+    created: bool  # False: an earlier attempt of this rotation had created it
+    versions_before: list[int]
+    versions_after: list[int]
+
+
+class RemovalResult(BaseModel):
+    """What a cleanup or rollback deleted (or found already deleted)."""
+
+    environment: str
+    rotation_id: str
+    version: int
+    parameter: str
+    deleted: bool  # False: it was already gone (idempotent retry)
+    versions_after: list[int]
+    note: str = ""
+
+
+# -- read -------------------------------------------------------------------------
+@task(name="nonce-state", task_run_name="nonce-state-{environment}", **RETRIES)
+def read_nonce_state(environment: str, region: str) -> NonceState:
+    """Names, versions, key ids and tags of the nonce versions (never a value)."""
+    return store.read_state(AwsClients(region), _env(environment))
+
+
+# -- bootstrap --------------------------------------------------------------------
+def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
+    """Check the current nonce version and replace the Terraform placeholder (no Prefect)."""
+    env = _env(environment)
+    state = store.read_state(aws, env)
+    source = f"ssm:DescribeParameters {parameter_prefix(env)}* ({aws.region})"
+    decision = decide_bootstrap(state)
+    if decision.action is Action.REFUSE:
+        return [
+            CheckResult(
+                check_id="nonce-parameter",
+                title="Nonce parameter exists as a SecureString",
+                status=Status.FAIL,
+                subject=parameter_prefix(env) + "1",
+                message=f"{decision.reason} — {decision.fix}",
+                evidence=[Evidence(source=source, observed={"live_versions": state.live})],
+            )
+        ]
+    current = state.current
+    assert current is not None
+    parameter = _check_parameter(env, aws, state, current, source)
+    if parameter[0].blocking or parameter[1].blocking:
+        skipped = CheckResult(
+            check_id="nonce-value",
+            title="Nonce holds a real value",
+            status=Status.SKIPPED,
+            subject=current.name,
+            message="no value written: the parameter itself failed its checks",
+        )
+        return [*parameter, skipped]
+    return [*parameter, _bootstrap_value(env, aws, state, current)]
+
+
+def _check_parameter(
+    env: str, aws: AwsClients, state: NonceState, current: NonceVersion, source: str
+) -> list[CheckResult]:
+    observed = {
+        "parameter": current.name,
+        "type": current.type,
+        "key_id": current.key_id,
+        "live_versions": state.live,
+    }
+    is_secure = current.type == SECURE_STRING
+    kind = CheckResult(
+        check_id="nonce-parameter",
+        title="Nonce parameter exists as a SecureString",
+        status=Status.PASS if is_secure else Status.FAIL,
+        subject=current.name,
+        message=(
+            f"{current.type}; live versions: {', '.join(f'v{n}' for n in state.live)}"
+            if is_secure
+            else f"type is {current.type or 'unknown'}, must be SecureString — fix the "
+            "aws_ssm_parameter in infra/terraform/main.tf and apply"
+        ),
+        evidence=[Evidence(source=source, observed=observed)],
+    )
+    alias = kms_alias(env)
+    project = store.key_arn(aws, alias)
+    used = store.key_arn(aws, current.key_id)
+    key_ok = project is not None and used == project
+    if project is None:
+        why = f"the project CMK alias {alias} does not exist — apply infra/terraform first"
+    elif used is None:
+        why = f"KeyId {current.key_id!r} is not a KMS key in {aws.region}"
+    else:
+        why = f"encrypted with {used}, not with the project CMK {alias} ({project})"
+    key = CheckResult(
+        check_id="nonce-kms-key",
+        title="Nonce encrypted with the project CMK",
+        status=Status.PASS if key_ok else Status.FAIL,
+        subject=current.name,
+        message=f"KeyId {current.key_id} = {alias}" if key_ok else why,
+        evidence=[
+            Evidence(
+                source=f"kms:DescribeKey {alias} and {current.key_id}",
+                observed={"key_id": current.key_id, "key_arn": used, "project_key_arn": project},
+            )
+        ],
+    )
+    return [kind, key]
+
+
+def _bootstrap_value(
+    env: str, aws: AwsClients, state: NonceState, current: NonceVersion
+) -> CheckResult:
+    logger = _logger()
+    name = current.name
+    outcome = "already live"
+    ssm_version = current.ssm_version
+    if store.is_placeholder(aws, name):
+        assert current.key_id is not None  # checked by nonce-kms-key
+        ssm_version = store.overwrite_value(
+            aws, name, current.key_id, current.description, current.tier
+        )
+        if store.is_placeholder(aws, name):
+            return CheckResult(
+                check_id="nonce-value",
+                title="Nonce holds a real value",
+                status=Status.FAIL,
+                subject=name,
+                message="the value written is not 64 lowercase hex characters on read-back",
+            )
+        outcome = "bootstrapped"
+        logger.info(
+            "Nonce %s bootstrapped: placeholder replaced (SSM version %s)", name, ssm_version
+        )
+    else:
+        logger.info("Nonce %s already holds a real value; left unchanged", name)
+    return CheckResult(
+        check_id="nonce-value",
+        title="Nonce holds a real value",
+        status=Status.PASS,
+        subject=name,
+        message=(
+            f"{outcome}: {SECURE_STRING}, KeyId {current.key_id}, "
+            f"{len(state.live)} live version(s), SSM version {ssm_version}"
+        ),
+        evidence=[
+            Evidence(
+                source=f"ssm:GetParameter {name} (format check only, value discarded)",
+                observed={
+                    "parameter": name,
+                    "type": SECURE_STRING,
+                    "key_id": current.key_id,
+                    "live_versions": len(state.live),
+                    "ssm_version": ssm_version,
+                    "outcome": outcome,
+                },
+            )
+        ],
+    )
+
+
+@task(name="nonce-bootstrap", task_run_name="nonce-bootstrap-{environment}", **RETRIES)
+def nonce_bootstrap(environment: str, region: str) -> list[CheckResult]:
+    """Replace the Terraform placeholder of the current nonce version with a real nonce, once.
+
+    Publishes ``{env}-nonce``; raises ``ValidationFailed`` on a blocking failure.
+    """
+    env = _env(environment)
+    results = evaluate_bootstrap(env, AwsClients(region))
+    publish(f"{env}-nonce", results, f"Redaction nonce bootstrap ({env})")
+    blocking = [r for r in results if r.blocking]
+    if blocking:
+        raise ValidationFailed(
+            f"nonce bootstrap failed: {'; '.join(r.message for r in blocking)}",
+            f"see the {env}-nonce artifact",
+        )
+    return results
+
+
+# -- rotation ---------------------------------------------------------------------
+@task(
+    name="rotate-nonce",
+    task_run_name="rotate-nonce-{environment}-from-v{from_version}",
+    **RETRIES,
+)
+def rotate_nonce(
+    environment: str, region: str, from_version: int, grace_seconds: int, rotation_id: str
+) -> RotationResult:
+    """Create v(from_version + 1); both stay valid until the grace end (tag ``grace-until``).
+
+    Idempotent per ``rotation_id``: a retry finds the version it created by its tag.
+    """
+    env = _env(environment)
+    if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or grace_seconds < 0:
+        raise NonceRefused(
+            f"grace_seconds must be 0 or more, got {grace_seconds!r}; nothing was changed",
+            "pass the grace period in seconds (default 3600)",
+        )
+    if not rotation_id:
+        raise NonceRefused("rotation_id is empty; nothing was changed", "pass the flow run id")
+    aws = AwsClients(region)
+    state = store.read_state(aws, env)
+    decision = decide_rotation(state, from_version, rotation_id)
+    if decision.action is Action.DONE:
+        _logger().info("%s; not creating another version", decision.reason)
+        return _rotation_result(env, aws, rotation_id, state, state, created=False)
+    decision.raise_if_refused()
+    assert decision.version is not None and decision.other_version is not None
+    source = state.get(decision.other_version)
+    assert source is not None
+    new_name = parameter_prefix(env) + str(decision.version)
+    grace_until = datetime.now(UTC) + timedelta(seconds=grace_seconds)
+    key_id = source.key_id or kms_alias(env)
+    try:
+        store.put_new_version(
+            aws,
+            new_name,
+            key_id,
+            rotation_tags(rotation_id, grace_until, decision.other_version),
+            description=(
+                f"Mirror Dissonance {env} redaction nonce v{decision.version} "
+                f"(rotation {rotation_id}; value managed by the nonce-rotation flow)"
+            ),
+            tier=source.tier or "Standard",
+        )
+    except store.ParameterExists:
+        after = store.read_state(aws, env)
+        if after.by_rotation(rotation_id) is None:
+            raise NonceRefused(
+                f"{new_name} was created meanwhile by someone else (rotation "
+                f"{(after.get(decision.version) or source).rotation_id or 'unknown'}); "
+                "nothing was changed by this run",
+                "check the nonce-rotation runs; rotate again after that rotation's grace period",
+            ) from None
+        _logger().info("%s already created by an earlier attempt of this rotation", new_name)
+        return _rotation_result(env, aws, rotation_id, state, after, created=False)
+    after = store.read_state(aws, env)
+    result = _rotation_result(env, aws, rotation_id, state, after, created=True)
+    _logger().info(
+        "Rotation %s: created %s; v%s and v%s both valid until %s",
+        rotation_id,
+        new_name,
+        result.from_version,
+        result.new_version,
+        format_time(result.grace_until) if result.grace_until else "?",
+    )
+    return result
+
+
+def _rotation_result(
+    env: str,
+    aws: AwsClients,
+    rotation_id: str,
+    before: NonceState,
+    after: NonceState,
+    created: bool,
+) -> RotationResult:
+    new = after.by_rotation(rotation_id)
+    if new is None:
+        raise RolloutError(
+            f"the version created by rotation {rotation_id} is not visible in SSM ({aws.region})",
+            "run the rotation again with the same rotation id; it will not create a second one",
+        )
+    old = new.rotated_from or new.version - 1
+    return RotationResult(
+        environment=env,
+        rotation_id=rotation_id,
+        from_version=old,
+        new_version=new.version,
+        previous_parameter=parameter_prefix(env) + str(old),
+        new_parameter=new.name,
+        key_id=new.key_id,
+        grace_until=new.grace_until,
+        created=created,
+        versions_before=[v for v in before.live if v != new.version],
+        versions_after=after.live,
+    )
+
+
+# -- cleanup and rollback ---------------------------------------------------------
+def _remove(
+    env: str, aws: AwsClients, rotation_id: str, decision_fn: Any, what: str
+) -> RemovalResult:
+    state = store.read_state(aws, env)
+    decision = decision_fn(state)
+    decision.raise_if_refused()
+    name = parameter_prefix(env) + str(decision.version)
+    deleted = False
+    note = decision.reason
+    if decision.action is Action.PROCEED:
+        deleted = store.delete_version(aws, name)
+        note = f"{what}: deleted {name}; v{decision.other_version} remains"
+        if not deleted:
+            note = f"{what}: {name} was already gone; v{decision.other_version} remains"
+    after = store.read_state(aws, env)
+    _logger().info("Rotation %s — %s", rotation_id, note)
+    return RemovalResult(
+        environment=env,
+        rotation_id=rotation_id,
+        version=int(decision.version),
+        parameter=name,
+        deleted=deleted,
+        versions_after=after.live,
+        note=note,
+    )
+
+
+@task(
+    name="nonce-cleanup-previous",
+    task_run_name="nonce-cleanup-{environment}-v{old_version}",
+    **RETRIES,
+)
+def cleanup_previous(
+    environment: str, region: str, old_version: int, rotation_id: str, force: bool = False
+) -> RemovalResult:
+    """End the grace period: delete v{old_version} once rotation ``rotation_id``'s version exists.
+
+    Refuses if that newer version is missing (never leaves zero versions) or, unless
+    ``force``, before the grace end; idempotent when v{old_version} is already gone.
+    """
+    env = _env(environment)
+    return _remove(
+        env,
+        AwsClients(region),
+        rotation_id,
+        lambda s: decide_cleanup(s, old_version, rotation_id, force=force),
+        "grace cleanup",
+    )
+
+
+@task(
+    name="nonce-rollback",
+    task_run_name="nonce-rollback-{environment}-v{new_version}",
+    **RETRIES,
+)
+def rollback_rotation(
+    environment: str, region: str, new_version: int, rotation_id: str
+) -> RemovalResult:
+    """Undo rotation ``rotation_id``: delete v{new_version} (only if tagged with it), keep vN."""
+    env = _env(environment)
+    return _remove(
+        env,
+        AwsClients(region),
+        rotation_id,
+        lambda s: decide_rollback(s, new_version, rotation_id),
+        "rollback",
+    )

@@ -1,0 +1,144 @@
+"""Prefect glue for PITR: describe, enable where off, verify with a bounded exponential backoff."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prefect import task
+
+from mirror_rollout import contract
+from mirror_rollout.aws import AwsClients
+from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.results import CheckResult, Evidence
+from tasks.alarms.calls import calls_observed, counted, error_code, now, run_logger
+from tasks.pitr.checks import (
+    ENABLED_BY_ROLLOUT,
+    TableProbe,
+    backoff_delays,
+    judge,
+    next_action,
+    pitr_description,
+)
+
+MISSING_TABLE = {"TableNotFoundException", "ResourceNotFoundException"}
+#: Still settling after an enable: try the update again on the next attempt.
+RETRYABLE_UPDATE = {"ContinuousBackupsUnavailableException", "LimitExceededException"}
+
+
+def verify_pitr(
+    clients: AwsClients,
+    environment: str,
+    max_attempts: int = 8,
+    backoff_seconds: float = 2.0,
+    max_backoff_seconds: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[CheckResult]:
+    """One DescribeContinuousBackups per unsettled table per attempt; enable where DISABLED."""
+    ddb = counted(clients, "dynamodb")
+    region = clients.region
+    logger = run_logger()
+    probes = {spec.key: TableProbe(spec.name(environment)) for spec in contract.TABLES}
+    pending = list(probes.values())
+    delays = backoff_delays(max_attempts, backoff_seconds, max_backoff_seconds)
+    attempt = 0
+    for attempt in range(1, max_attempts + 1):
+        still: list[TableProbe] = []
+        for probe in pending:
+            source = f"dynamodb:DescribeContinuousBackups {region} {probe.table}"
+            try:
+                response = ddb.describe_continuous_backups(TableName=probe.table)
+            except Exception as exc:
+                code = error_code(exc)
+                if code not in MISSING_TABLE:
+                    raise
+                probe.missing = Evidence(
+                    source=source, observed={"attempt": attempt, "error": code}
+                )
+                continue
+            probe.last = desc = pitr_description(response)
+            probe.reads.append(Evidence(source=source, observed={"attempt": attempt, **desc}))
+            action = next_action(desc)
+            if action == "enable":
+                if not _enable(ddb, probe, region, attempt):
+                    continue
+                logger.warning("PITR was DISABLED on %s: %s", probe.table, ENABLED_BY_ROLLOUT)
+            if action != "done":
+                still.append(probe)
+        pending = still
+        if not pending:
+            break
+        if attempt < max_attempts:
+            delay = delays[attempt - 1]
+            logger.info(
+                "PITR not yet verified on %s; attempt %d/%d, next in %.1fs",
+                ", ".join(p.table for p in pending),
+                attempt,
+                max_attempts,
+                delay,
+            )
+            sleep(delay)
+    results = [judge(probe, attempt) for probe in probes.values()]
+    results[-1].evidence.append(
+        Evidence(
+            source=f"mirror-rollout AwsClients {region}",
+            observed={"attempts": attempt, **calls_observed(clients)},
+        )
+    )
+    return results
+
+
+def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
+    """UpdateContinuousBackups on; False if that ended the probe of this table."""
+    source = f"dynamodb:UpdateContinuousBackups {region} {probe.table}"
+    try:
+        response = ddb.update_continuous_backups(
+            TableName=probe.table,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    except Exception as exc:
+        code = error_code(exc)
+        if code in MISSING_TABLE:
+            probe.missing = Evidence(source=source, observed={"attempt": attempt, "error": code})
+            return False
+        if code in RETRYABLE_UPDATE:
+            probe.reads.append(
+                Evidence(source=source, observed={"attempt": attempt, "retry_after": code})
+            )
+            return True
+        probe.error = f"UpdateContinuousBackups failed: {code or exc}"
+        return False
+    probe.enables.append(
+        Evidence(
+            source=source,
+            observed={
+                "attempt": attempt,
+                "action": ENABLED_BY_ROLLOUT,
+                "previous": "DISABLED",
+                "returned": pitr_description(response)["PointInTimeRecoveryStatus"],
+            },
+            at=now(),
+        )
+    )
+    return True
+
+
+@task(name="pitr", task_run_name="pitr-{environment}")
+def pitr(
+    environment: str,
+    region: str,
+    backend: str,
+    max_attempts: int = 8,
+    backoff_seconds: float = 2.0,
+) -> list[CheckResult]:
+    """Enable (where off) and verify PITR on the three tables; artifact ``{env}-pitr``."""
+    clients = AwsClients(region)
+    results = verify_pitr(clients, environment, max_attempts, backoff_seconds)
+    publish(f"{environment}-pitr", results, f"PITR on the {environment} tables ({backend})")
+    failed = [r for r in results if r.blocking]
+    if failed:
+        raise ValidationFailed(
+            "PITR not verified: " + "; ".join(r.message for r in failed),
+            f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
+        )
+    return results
