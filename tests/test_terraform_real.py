@@ -47,8 +47,10 @@ def test_terraform_validate_with_the_real_aws_provider(tmp_path):
     shutil.copytree(PROJECT_ROOT / "infra" / "terraform", work)
     rc = tmp_path / "terraformrc"
     rc.write_text(
-        'provider_installation {\n  filesystem_mirror {\n    path = "%s"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }\n'
-        '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n}\n' % MIRROR
+        "provider_installation {\n"
+        f'  filesystem_mirror {{\n    path = "{MIRROR}"\n    include = ["registry.terraform.io/hashicorp/*"]\n  }}\n'
+        '  direct {\n    exclude = ["registry.terraform.io/hashicorp/*"]\n  }\n'
+        "}\n"
     )
     env = {
         **os.environ,
