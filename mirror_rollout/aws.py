@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import Any
 
 DEFAULT_REGION = "us-east-1"
+COUNTER_ID = "mirror_rollout.aws.calls"
 
 
 def retry_config(
@@ -49,9 +50,13 @@ class AwsClients:
 
     def client(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self.session.client(
-                service, config=retry_config(self._max_attempts)
-            )
+            client = self.session.client(service, config=retry_config(self._max_attempts))
+            # Once per operation (not per HTTP retry): "service.Operation" -> n.
+            client.meta.events.register("before-call", self._count, unique_id=COUNTER_ID)
+            self._clients[service] = client
         return self._clients[service]
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        self.calls[event_name.split(".", 1)[1]] += 1
 
     __getitem__ = client

@@ -202,6 +202,49 @@ def test_rollback_rules():
     assert rules.rollback_target(state(desc(1))).action is Action.REFUSE
 
 
+def test_only_transient_errors_are_retried(prefect_api):
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    from prefect import task
+
+    from tasks.nonce.task import RETRIES, is_transient
+
+    def client_error(code: str, status: int = 400) -> ClientError:
+        response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(response, "PutParameter")
+
+    assert is_transient(client_error("ThrottlingException"))
+    assert is_transient(client_error("Whatever", 503))
+    assert is_transient(EndpointConnectionError(endpoint_url="http://127.0.0.1:1"))
+    assert not is_transient(client_error("AccessDeniedException"))
+    assert not is_transient(NonceRefused("refused", "fix"))
+    assert not is_transient(store.ParameterExists("taken", "ParameterAlreadyExists"))
+
+    attempts: list[str] = []
+    fast = {**RETRIES, "retry_delay_seconds": 0, "retry_jitter_factor": None}
+
+    @task(**fast)
+    def flaky() -> str:
+        attempts.append("flaky")
+        if attempts.count("flaky") < 3:
+            raise client_error("ThrottlingException")
+        return "ok"
+
+    @task(**fast)
+    def refusing() -> None:
+        attempts.append("refusing")
+        raise NonceRefused("no", "never")
+
+    @flow(name="test-nonce-retries")
+    def both() -> str:
+        result = flaky()
+        refusing()
+        return result
+
+    state = both(return_state=True)
+    assert state.is_failed() and "no" in state.message
+    assert attempts == ["flaky", "flaky", "flaky", "refusing"]
+
+
 # -- sandbox fixtures and helpers -------------------------------------------------
 @functools.cache
 def _clients():

@@ -1,9 +1,7 @@
 """Small boto3 glue shared by the post-apply probes (PITR, alarms, dashboard).
 
-``counted`` makes ``AwsClients.calls`` count every API operation made through a
-client ("service.Operation" -> n), using botocore's ``before-call`` event (once
-per operation, not per HTTP retry). The handler is registered under one
-``unique_id``, so registering it again (here or in mirror_rollout.aws) is a no-op.
+API calls are counted by ``AwsClients`` itself (``clients.calls``); these
+helpers turn them into evidence and read boto3 responses.
 """
 
 from __future__ import annotations
@@ -13,19 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mirror_rollout.aws import AwsClients
-
-COUNTER_ID = "mirror_rollout.aws.calls"
-
-
-def counted(clients: AwsClients, service: str) -> Any:
-    """``clients.client(service)`` with its API calls counted in ``clients.calls``."""
-    client = clients.client(service)
-
-    def count(model: Any = None, **_: Any) -> None:
-        clients.calls[f"{service}.{getattr(model, 'name', '?')}"] += 1
-
-    client.meta.events.register("before-call", count, unique_id=COUNTER_ID)
-    return client
 
 
 def calls_observed(clients: AwsClients) -> dict[str, Any]:

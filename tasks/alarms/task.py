@@ -21,7 +21,7 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import Capabilities, ValidationFailed, capabilities, publish
 from mirror_rollout.results import CheckResult, Evidence, Status
 from tasks.alarms import checks as c
-from tasks.alarms.calls import calls_observed, counted, error_code, iso, now, run_logger
+from tasks.alarms.calls import calls_observed, error_code, iso, now, run_logger
 from tasks.alarms.probe import ProbeQueue
 
 STATE_POLLS = 5  # DescribeAlarms reads per phase until every alarm shows the set state
@@ -29,7 +29,7 @@ STATE_POLLS = 5  # DescribeAlarms reads per phase until every alarm shows the se
 
 def ops_topic_arn(clients: AwsClients, environment: str) -> str:
     """arn:{partition}:sns:{region}:{account}:mirror-dissonance-{env}-ops-alerts (STS caller)."""
-    caller = counted(clients, "sts").get_caller_identity()
+    caller = clients.client("sts").get_caller_identity()
     partition = caller["Arn"].split(":")[1]
     return (
         f"arn:{partition}:sns:{clients.region}:{caller['Account']}:"
@@ -89,7 +89,7 @@ def probe_alarms(
     """ALARM-001..006 and SNS-001..004 (see the module docstring for the order)."""
     logger = run_logger()
     region = clients.region
-    cw, sns, sqs = (counted(clients, s) for s in ("cloudwatch", "sns", "sqs"))
+    cw, sns, sqs = (clients.client(s) for s in ("cloudwatch", "sns", "sqs"))
     topic_arn = topic_arn or ops_topic_arn(clients, environment)
     probe_id = probe_id or uuid.uuid4().hex[:12]
     started = now()

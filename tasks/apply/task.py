@@ -25,15 +25,13 @@ def apply(
 ) -> ApplyResult:
     logger = get_run_logger()
     logger.info("Applying %s (approved sha256 %s)", Path(plan_file).name, approved_sha256)
-    result = make_provisioner(settings, lock_info).apply(Path(plan_file), approved_sha256)
-    for change in result.applied:
-        logger.info(
-            "%-8s %s (%.2fs)%s",
-            change.action,
-            change.address,
-            change.seconds,
-            f" — {change.note}" if change.note else "",
-        )
+
+    def log_change(change) -> None:  # as each change lands, so a person can follow the apply
+        note = f" — {change.note}" if change.note else ""
+        logger.info("%-8s %s (%.2fs)%s", change.action, change.address, change.seconds, note)
+
+    provisioner = make_provisioner(settings, lock_info, on_change=log_change)
+    result = provisioner.apply(Path(plan_file), approved_sha256)
     create_markdown_artifact(
         key=f"{settings.environment.value}-outputs",
         markdown=outputs_markdown(settings.environment.value, result),

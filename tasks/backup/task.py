@@ -11,7 +11,12 @@ from mirror_rollout.results import CheckResult
 from tasks.backup.checks import selection_results
 
 
-@task(name="backup-coverage", task_run_name="backup-{environment}", retries=2, retry_delay_seconds=[2, 10])
+@task(
+    name="backup-coverage",
+    task_run_name="backup-{environment}",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+)
 def backup_coverage(environment: str, region: str, backend: str) -> list[CheckResult]:
     caps = capabilities(backend)
     plan_name = contract.name(environment, "backup-plan")
@@ -19,13 +24,22 @@ def backup_coverage(environment: str, region: str, backend: str) -> list[CheckRe
         results = selection_results(environment, plan_name, None, caps.reason)
     else:
         backup = AwsClients(region).client("backup")
-        plans = {p["BackupPlanName"]: p["BackupPlanId"] for p in backup.list_backup_plans()["BackupPlansList"]}
+        plans = {
+            p["BackupPlanName"]: p["BackupPlanId"]
+            for p in backup.list_backup_plans()["BackupPlansList"]
+        }
         arns: list[str] = []
         if plan_name in plans:
-            for selection in backup.list_backup_selections(BackupPlanId=plans[plan_name])["BackupSelectionsList"]:
-                detail = backup.get_backup_selection(BackupPlanId=plans[plan_name], SelectionId=selection["SelectionId"])
+            for selection in backup.list_backup_selections(BackupPlanId=plans[plan_name])[
+                "BackupSelectionsList"
+            ]:
+                detail = backup.get_backup_selection(
+                    BackupPlanId=plans[plan_name], SelectionId=selection["SelectionId"]
+                )
                 arns += detail["BackupSelection"].get("Resources", [])
         results = selection_results(environment, plan_name, arns)
     if publish(f"{environment}-backup", results, "AWS Backup coverage").value == "FAIL":
-        raise ValidationFailed("the backup plan does not cover the three tables", "see the backup artifact")
+        raise ValidationFailed(
+            "the backup plan does not cover the three tables", "see the backup artifact"
+        )
     return results

@@ -20,7 +20,11 @@ class ChecklistLine:
 
 def matches(selector: str, check_id: str) -> bool:
     """A selector ending in '-' (or naming a suite) is a prefix; otherwise an exact id."""
-    return check_id.startswith(selector) if selector.endswith("-") or not selector[-1].isdigit() else check_id == selector
+    return (
+        check_id.startswith(selector)
+        if selector.endswith("-") or not selector[-1].isdigit()
+        else check_id == selector
+    )
 
 
 def evaluate_line(selectors: list[str], results: list[CheckResult]) -> tuple[Status, str]:
@@ -29,12 +33,16 @@ def evaluate_line(selectors: list[str], results: list[CheckResult]) -> tuple[Sta
         return Status.SKIPPED, "no evidence was gathered for this line in this run"
     failed = [r for r in found if r.status is Status.FAIL and r.blocking]
     if failed:
-        return Status.FAIL, "; ".join(f"{r.check_id} {r.subject}: {r.message}" for r in failed)[:400]
+        return Status.FAIL, "; ".join(f"{r.check_id} {r.subject}: {r.message}" for r in failed)[
+            :400
+        ]
     passed = [r for r in found if r.status is Status.PASS]
     skipped = [r for r in found if r.status is Status.SKIPPED]
     if skipped and not passed:
         return Status.SKIPPED, "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:400]
-    detail = f"{len(passed)} check(s) passed ({', '.join(sorted({r.check_id for r in passed}))[:200]})"
+    detail = (
+        f"{len(passed)} check(s) passed ({', '.join(sorted({r.check_id for r in passed}))[:200]})"
+    )
     if skipped:
         detail += "; skipped: " + "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:300]
         return Status.SKIPPED, detail
@@ -44,7 +52,9 @@ def evaluate_line(selectors: list[str], results: list[CheckResult]) -> tuple[Sta
     return Status.PASS, detail
 
 
-def render(template: str, results: list[CheckResult], header: dict[str, str], approvals_md: str = "") -> tuple[str, list[ChecklistLine]]:
+def render(
+    template: str, results: list[CheckResult], header: dict[str, str], approvals_md: str = ""
+) -> tuple[str, list[ChecklistLine]]:
     """The filled checklist and its lines; the verdict goes on top."""
     lines: list[ChecklistLine] = []
     body: list[str] = []

@@ -32,7 +32,14 @@ def approval_results(records: list[ApprovalRecord], needed: int) -> list[CheckRe
             status=Status.PASS if ok else Status.FAIL,
             subject=", ".join(r.reviewer for r in records) or "nobody",
             message=f"{len(records)} of {needed} approval(s) for sha256 {records[0].plan_sha256 if records else '-'}",
-            evidence=[Evidence(source="Prefect flow run input (approval form)", observed=r.model_dump(mode="json"), at=r.decided_at) for r in records],
+            evidence=[
+                Evidence(
+                    source="Prefect flow run input (approval form)",
+                    observed=r.model_dump(mode="json"),
+                    at=r.decided_at,
+                )
+                for r in records
+            ],
         )
     ]
 
@@ -45,7 +52,16 @@ def apply_results(applied: ApplyResult, approved_sha256: str) -> list[CheckResul
             status=Status.PASS if applied.sha256 == approved_sha256 else Status.FAIL,
             subject=f"{len(applied.applied)} change(s)",
             message=f"plan sha256 {applied.sha256}, state serial {applied.state_serial}, {applied.seconds:.1f} s",
-            evidence=[Evidence(source="apply", observed={"sha256": applied.sha256, "approved": approved_sha256, "serial": applied.state_serial})],
+            evidence=[
+                Evidence(
+                    source="apply",
+                    observed={
+                        "sha256": applied.sha256,
+                        "approved": approved_sha256,
+                        "serial": applied.state_serial,
+                    },
+                )
+            ],
         )
     ]
     results += [
@@ -71,6 +87,8 @@ def replan_results(replan: PlanResult) -> list[CheckResult]:
             status=Status.FAIL if s.has_changes else Status.PASS,
             subject=f"{s.resource_count} resources",
             message=s.headline(),
-            evidence=[Evidence(source=f"re-plan {replan.plan_file}", observed={"counts": s.counts})],
+            evidence=[
+                Evidence(source=f"re-plan {replan.plan_file}", observed={"counts": s.counts})
+            ],
         )
     ]

@@ -10,12 +10,12 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence
-from tasks.alarms.calls import calls_observed, counted, error_code
+from tasks.alarms.calls import calls_observed, error_code
 from tasks.dashboard.checks import check_dashboard, dashboard_name
 
 
 def verify_dashboard(clients: AwsClients, environment: str) -> list[CheckResult]:
-    cw = counted(clients, "cloudwatch")
+    cw = clients.client("cloudwatch")
     region = clients.region
     name = dashboard_name(environment)
     source = Evidence(source=f"cloudwatch:GetDashboard {region} {name}")

@@ -60,6 +60,8 @@ def is_transient(exc: BaseException) -> bool:
     """Worth a retry: not a refusal or validation failure, not a definite AWS answer."""
     if isinstance(exc, RolloutError):
         return False
+    if isinstance(exc, store.NonceStoreError):
+        return exc.code in _TRANSIENT_CODES
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         code = str(response["Error"].get("Code", ""))

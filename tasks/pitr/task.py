@@ -11,7 +11,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence
-from tasks.alarms.calls import calls_observed, counted, error_code, now, run_logger
+from tasks.alarms.calls import calls_observed, error_code, now, run_logger
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
     TableProbe,
@@ -35,7 +35,7 @@ def verify_pitr(
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[CheckResult]:
     """One DescribeContinuousBackups per unsettled table per attempt; enable where DISABLED."""
-    ddb = counted(clients, "dynamodb")
+    ddb = clients.client("dynamodb")
     region = clients.region
     logger = run_logger()
     probes = {spec.key: TableProbe(spec.name(environment)) for spec in contract.TABLES}
