@@ -1,15 +1,50 @@
-"""Flow `infra-rollout`: guardrails → plan → review → approval → apply → re-plan → validations."""
+"""Flow `infra-rollout`: guardrails → plan → review → approval → apply → validations → checklist."""
 
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from mirror_rollout.evidence import ValidationFailed, failure_results, overall
+from mirror_rollout.results import CheckResult, Status
 from mirror_rollout.settings import parse_settings
+from tasks.alarms.task import alarm_probe
 from tasks.apply.task import apply, replan_is_noop
+from tasks.approval.form import approval_markdown, approvals_needed
 from tasks.approval.pause import request_approvals
+from tasks.backup.task import backup_coverage
+from tasks.checklist.stages import apply_results, approval_results, plan_results, replan_results
+from tasks.checklist.task import production_checklist
+from tasks.dashboard.task import dashboard
+from tasks.expectations.records import alarm_records, pitr_records
+from tasks.expectations.task import validate
 from tasks.guardrails.task import guardrails
+from tasks.nonce.task import nonce_bootstrap
+from tasks.pitr.task import pitr
 from tasks.plan.task import plan, publish_review
+
+#: Post-apply validations: check-id prefix for a task that stopped without results.
+VALIDATIONS = {
+    "PITR": pitr,
+    "NONCE": nonce_bootstrap,
+    "ALARM": alarm_probe,
+    "DASH": dashboard,
+    "BACKUP": backup_coverage,
+}
+
+
+def _collect(futures: dict[str, object]) -> dict[str, list[CheckResult]]:
+    """Wait for every validation; a failed one contributes its results (or why it stopped)."""
+    collected = {}
+    for prefix, future in futures.items():
+        future.wait()  # type: ignore[attr-defined]
+        state = future.state  # type: ignore[attr-defined]
+        if state.is_completed():
+            collected[prefix] = state.result()
+        else:
+            error = state.result(raise_on_failure=False)
+            collected[prefix] = failure_results(prefix, f"{prefix} validation", error)
+    return collected
 
 
 @flow(name="infra-rollout", log_prints=True)
@@ -30,33 +65,83 @@ def infra_rollout(
         out_dir=out_dir,
         root=root,
     )
+    env = settings.environment.value
     logger = get_run_logger()
     run_dir = settings.output_dir(flow_run.get_name() or "local")
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_info = f"flow run {flow_run.get_id()}"
 
-    checks = guardrails(settings.environment.value, str(settings.root))
+    checks = guardrails(env, str(settings.root))
     planned = plan(settings, run_dir, lock_info)
     publish_review(planned, checks)
     logger.info("Plan %s: %s", planned.sha256, planned.summary.headline())
+    summary = {"environment": env, "plan_sha256": planned.sha256, "output_dir": str(run_dir)}
+    results: list[CheckResult] = [*checks, *plan_results(planned)]
+    region = planned.document.variables.get("region", {}).get("value", "us-east-1")
 
-    summary = {
-        "environment": settings.environment.value,
-        "plan_sha256": planned.sha256,
-        "output_dir": str(run_dir),
+    approvals = []
+    if planned.summary.has_changes:
+        approvals = request_approvals(planned, settings.backend, settings.approval_timeout_seconds)
+        # An independent check of the approved plan before anything changes.
+        changes = [c.model_dump(mode="json") for c in planned.document.resource_changes]
+        results += validate(
+            "plan_changes", changes, env, str(run_dir), allow_destroy=approvals[-1].allow_destroy
+        )
+        applied = apply(settings, planned.plan_file, approvals[-1].plan_sha256, lock_info)
+        results += approval_results(approvals, approvals_needed(env))
+        results += apply_results(applied, approvals[-1].plan_sha256)
+        summary |= {"applied": len(applied.applied), "not_provisioned": applied.not_provisioned}
+    else:
+        logger.info("The plan changes nothing; no approval or apply needed")
+        summary |= {"applied": 0, "not_provisioned": {}}
+
+    # Days 20-22: the L0 guarantees on the live environment, concurrently.
+    futures = {
+        prefix: task.submit(env, region)
+        if prefix == "NONCE"
+        else task.submit(env, region, settings.backend)
+        for prefix, task in VALIDATIONS.items()
     }
-    if not planned.summary.has_changes:
-        # Nothing would change, so there is nothing to approve or apply.
-        logger.info("The plan changes nothing; skipping approval and apply")
-        return {**summary, "approvals": [], "applied": 0, "not_provisioned": {}}
+    validations = _collect(futures)
+    suites = {
+        "pitr_status": pitr_records(validations["PITR"]),
+        "alarm_inventory": alarm_records(validations["ALARM"]),
+    }
+    suite_futures = {
+        f"GX-{name}": validate.submit(name, records, env, str(run_dir))
+        for name, records in suites.items()
+    }
+    validations |= _collect(suite_futures)
+    for found in validations.values():
+        results += found
 
-    approvals = request_approvals(planned, settings.backend, settings.approval_timeout_seconds)
-    applied = apply(settings, planned.plan_file, approvals[-1].plan_sha256, lock_info)
-    replan = replan_is_noop(settings, run_dir, lock_info)
-    return {
-        **summary,
+    replan = replan_is_noop(settings, run_dir, lock_info, return_state=True)
+    results += (
+        replan_results(replan.result())
+        if replan.is_completed()
+        else failure_results("REPLAN", "re-plan", replan.result(raise_on_failure=False))
+    )
+
+    header = {
+        "environment": env,
+        "backend": settings.backend,
+        "plan sha256": planned.sha256,
+        "flow run": f"{flow_run.get_name()} ({flow_run.get_id()})",
+    }
+    checklist = production_checklist(
+        env, results, header, approval_markdown(env, approvals) if approvals else "", str(run_dir)
+    )
+    verdict = overall(results)
+    summary |= {
         "approvals": [a.model_dump(mode="json") for a in approvals],
-        "applied": len(applied.applied),
-        "not_provisioned": applied.not_provisioned,
-        "replan": replan.summary.headline(),
+        "checklist": checklist,
+        "verdict": verdict.value,
+        "skipped": sorted({r.check_id for r in results if r.status is Status.SKIPPED}),
     }
+    if verdict is Status.FAIL:
+        failed = sorted({r.check_id for r in results if r.blocking})
+        raise ValidationFailed(
+            f"rollout of {env} applied, but validations failed: {', '.join(failed)}",
+            f"see the {env}-production-checklist artifact ({checklist})",
+        )
+    return summary

@@ -68,4 +68,24 @@ def publish(key: str, results: list[CheckResult], what: str) -> Status:
 
 
 class ValidationFailed(RolloutError):
-    """A validation task found a blocking failure (its results are in its artifact)."""
+    """A validation task found a blocking failure; ``results`` carries what it saw."""
+
+    def __init__(self, problem: str, fix: str | None = None, results: list[CheckResult] | None = None):
+        super().__init__(problem, fix)
+        self.results = results
+
+
+def failure_results(prefix: str, title: str, error: BaseException) -> list[CheckResult]:
+    """The results of a validation task that failed: its own, or one FAIL saying why it stopped."""
+    carried = getattr(error, "results", None)
+    if carried:
+        return list(carried)
+    return [
+        CheckResult(
+            check_id=f"{prefix}-900",
+            title=title,
+            status=Status.FAIL,
+            subject=type(error).__name__,
+            message=str(error)[:500],
+        )
+    ]

@@ -425,11 +425,11 @@ def test_bootstrap_replaces_the_placeholder_once(nonce, debug_logs):
     results = first.result()
     by_id = {r.check_id: r for r in results}
     assert {k: v.status for k, v in by_id.items()} == {
-        "nonce-parameter": Status.PASS,
-        "nonce-kms-key": Status.PASS,
-        "nonce-value": Status.PASS,
+        "NONCE-001": Status.PASS,
+        "NONCE-002": Status.PASS,
+        "NONCE-003": Status.PASS,
     }
-    observed = by_id["nonce-value"].evidence[0].observed
+    observed = by_id["NONCE-003"].evidence[0].observed
     assert observed["outcome"] == "bootstrapped" and observed["type"] == "SecureString"
     assert observed["parameter"] == PREFIX + "1" and observed["key_id"] == nonce.key_arn
     assert observed["live_versions"] == 1
@@ -443,7 +443,7 @@ def test_bootstrap_replaces_the_placeholder_once(nonce, debug_logs):
 
     second, _ = run_flow_state(bootstrap_flow)
     assert second.is_completed(), second.message
-    again = {r.check_id: r for r in second.result()}["nonce-value"]
+    again = {r.check_id: r for r in second.result()}["NONCE-003"]
     assert again.evidence[0].observed["outcome"] == "already live"
     assert nonce.values()[1] == value
     assert "already live" in artifact(f"{ENV}-nonce")

@@ -353,5 +353,6 @@ def alarm_probe(
         raise ValidationFailed(
             "alarm/SNS probe failed: " + "; ".join(r.message for r in failed[:5]),
             f"see the {environment}-alarms artifact; fix the alarms or topic (terraform apply) and rerun",
+            results=results,
         )
     return results

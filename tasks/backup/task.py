@@ -40,6 +40,8 @@ def backup_coverage(environment: str, region: str, backend: str) -> list[CheckRe
         results = selection_results(environment, plan_name, arns)
     if publish(f"{environment}-backup", results, "AWS Backup coverage").value == "FAIL":
         raise ValidationFailed(
-            "the backup plan does not cover the three tables", "see the backup artifact"
+            "the backup plan does not cover the three tables",
+            "see the backup artifact",
+            results=results,
         )
     return results

@@ -60,5 +60,6 @@ def dashboard(environment: str, region: str, backend: str) -> list[CheckResult]:
         raise ValidationFailed(
             "dashboard incomplete: " + "; ".join(r.message for r in failed),
             f"see the {environment}-dashboard artifact; fix cloudwatch-dashboard.tf and apply",
+            results=results,
         )
     return results

@@ -143,7 +143,7 @@ def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
     if decision.action is Action.REFUSE:
         return [
             CheckResult(
-                check_id="nonce-parameter",
+                check_id="NONCE-001",
                 title="Nonce parameter exists as a SecureString",
                 status=Status.FAIL,
                 subject=parameter_prefix(env) + "1",
@@ -156,7 +156,7 @@ def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
     parameter = _check_parameter(env, aws, state, current, source)
     if parameter[0].blocking or parameter[1].blocking:
         skipped = CheckResult(
-            check_id="nonce-value",
+            check_id="NONCE-003",
             title="Nonce holds a real value",
             status=Status.SKIPPED,
             subject=current.name,
@@ -177,7 +177,7 @@ def _check_parameter(
     }
     is_secure = current.type == SECURE_STRING
     kind = CheckResult(
-        check_id="nonce-parameter",
+        check_id="NONCE-001",
         title="Nonce parameter exists as a SecureString",
         status=Status.PASS if is_secure else Status.FAIL,
         subject=current.name,
@@ -200,7 +200,7 @@ def _check_parameter(
     else:
         why = f"encrypted with {used}, not with the project CMK {alias} ({project})"
     key = CheckResult(
-        check_id="nonce-kms-key",
+        check_id="NONCE-002",
         title="Nonce encrypted with the project CMK",
         status=Status.PASS if key_ok else Status.FAIL,
         subject=current.name,
@@ -229,7 +229,7 @@ def _bootstrap_value(
         )
         if store.is_placeholder(aws, name):
             return CheckResult(
-                check_id="nonce-value",
+                check_id="NONCE-003",
                 title="Nonce holds a real value",
                 status=Status.FAIL,
                 subject=name,
@@ -242,7 +242,7 @@ def _bootstrap_value(
     else:
         logger.info("Nonce %s already holds a real value; left unchanged", name)
     return CheckResult(
-        check_id="nonce-value",
+        check_id="NONCE-003",
         title="Nonce holds a real value",
         status=Status.PASS,
         subject=name,
@@ -280,6 +280,7 @@ def nonce_bootstrap(environment: str, region: str) -> list[CheckResult]:
         raise ValidationFailed(
             f"nonce bootstrap failed: {'; '.join(r.message for r in blocking)}",
             f"see the {env}-nonce artifact",
+            results=results,
         )
     return results
 

@@ -140,5 +140,6 @@ def pitr(
         raise ValidationFailed(
             "PITR not verified: " + "; ".join(r.message for r in failed),
             f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
+            results=results,
         )
     return results
