@@ -70,7 +70,9 @@ def publish(key: str, results: list[CheckResult], what: str) -> Status:
 class ValidationFailed(RolloutError):
     """A validation task found a blocking failure; ``results`` carries what it saw."""
 
-    def __init__(self, problem: str, fix: str | None = None, results: list[CheckResult] | None = None):
+    def __init__(
+        self, problem: str, fix: str | None = None, results: list[CheckResult] | None = None
+    ):
         super().__init__(problem, fix)
         self.results = results
 

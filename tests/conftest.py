@@ -112,3 +112,15 @@ def reset_moto() -> None:
 def clean_aws(sandbox):
     reset_moto()
     return sandbox
+
+
+@pytest.fixture
+def rollout(prefect_api, clean_aws, tmp_path):
+    """Run infra-rollout with outputs under tmp_path; short approval timeout."""
+    from tests.rollout_run import run_rollout
+
+    def run(answer, **params):
+        params.setdefault("approval_timeout_seconds", 60)
+        return run_rollout(answer, out_dir=str(tmp_path / "out"), **params)
+
+    return run
