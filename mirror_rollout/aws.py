@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
 DEFAULT_REGION = "us-east-1"
 COUNTER_ID = "mirror_rollout.aws.calls"
+#: Process-wide listeners told of every API call ("service.Operation"); benchmarks
+#: use them to attribute calls to the task that made them.
+CALL_LISTENERS: list[Callable[[str], None]] = []
 
 
 def retry_config(
@@ -57,6 +61,9 @@ class AwsClients:
         return self._clients[service]
 
     def _count(self, event_name: str, **_: Any) -> None:
-        self.calls[event_name.split(".", 1)[1]] += 1
+        operation = event_name.split(".", 1)[1]
+        self.calls[operation] += 1
+        for listener in CALL_LISTENERS:
+            listener(operation)
 
     __getitem__ = client

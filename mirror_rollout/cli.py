@@ -85,7 +85,7 @@ def rehearse(
         import os
 
         ui_url = os.environ.get("PREFECT_UI_URL", "").rstrip("/") or "(your Prefect UI)"
-    code = run_rehearsal(
+    code, _ = run_rehearsal(
         env, backend, auto_approve, ui_url, console, approval_timeout_seconds=approval_timeout
     )
     raise typer.Exit(code)

@@ -100,20 +100,32 @@ def _watch(watch: Watch) -> None:
         watch.error = exc
 
 
-def task_table(flow_run_id: str) -> Table:
+def task_rows(flow_run_id: str) -> list[tuple[str, str, float]]:
+    """(task run name, state, seconds) in start order."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    table = Table(title="tasks")
-    for column in ("task", "state", "seconds"):
-        table.add_column(column)
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[uuid.UUID(flow_run_id)]))
         )
-    for run in sorted(runs, key=lambda r: r.start_time or r.expected_start_time or 0):
-        seconds = run.total_run_time.total_seconds() if run.total_run_time else 0.0
-        table.add_row(run.name, run.state.name if run.state else "?", f"{seconds:.2f}")
+    ordered = sorted(runs, key=lambda r: r.start_time or r.expected_start_time or 0)
+    return [
+        (
+            r.name,
+            r.state.name if r.state else "?",
+            r.total_run_time.total_seconds() if r.total_run_time else 0.0,
+        )
+        for r in ordered
+    ]
+
+
+def task_table(flow_run_id: str) -> Table:
+    table = Table(title="tasks")
+    for column in ("task", "state", "seconds"):
+        table.add_column(column)
+    for name, state, seconds in task_rows(flow_run_id):
+        table.add_row(name, state, f"{seconds:.2f}")
     return table
 
 
@@ -136,9 +148,10 @@ def rehearse(
     auto_approve: bool,
     ui_url: str,
     console: Console,
+    report: bool = True,
     **flow_params: Any,
-) -> int:
-    """Run the rollout flow in this process; returns the exit code (0 when it completed)."""
+) -> tuple[int, str]:
+    """Run the rollout flow in this process; returns (exit code, flow run id)."""
     from prefect import tags
 
     from flows.rollout import infra_rollout
@@ -168,6 +181,9 @@ def rehearse(
     watcher.join(timeout=10)
     elapsed = time.monotonic() - started
     run_id = str(state.state_details.flow_run_id)
+    code = 0 if state.is_completed() else 1
+    if not report:
+        return code, run_id
     console.print(task_table(run_id))
     links = artifact_links(run_id, ui_url)
     if links:
@@ -190,4 +206,4 @@ def rehearse(
         console.print(f"[red]{state.message}[/]")
     if watch.error is not None:
         console.print(f"[red]progress watcher stopped: {watch.error}[/]")
-    return 0 if state.is_completed() else 1
+    return code, run_id
