@@ -274,7 +274,7 @@ class Evaluator:
             return value
         if isinstance(value, str):
             try:
-                return fn._tonumber(value)  # type: ignore[return-value]
+                return fn.tonumber(value)  # type: ignore[return-value]
             except fn.FunctionError:
                 pass
         raise EvalError(f"arithmetic needs numbers, got {value!r}", line_of(rule))

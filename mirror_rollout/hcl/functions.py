@@ -140,7 +140,7 @@ def _lookup(mapping: Any, key: Any, default: Any = _MISSING) -> Any:
     return default
 
 
-def _tonumber(value: Any) -> int | float | None:
+def tonumber(value: Any) -> int | float | None:
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
         return value
     if isinstance(value, str):
@@ -186,7 +186,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "concat": _concat,
     "lookup": _lookup,
     "tostring": lambda v: v if v is None else to_string(v),
-    "tonumber": _tonumber,
+    "tonumber": tonumber,
     "length": _length,
     "keys": lambda m: sorted(m),
     "values": lambda m: [m[k] for k in sorted(m)],

@@ -7,6 +7,8 @@ from typing import Any
 from hcl2.rules import containers, expressions, functions
 from hcl2.rules import literal_rules as lit
 
+from mirror_rollout.hcl.functions import FunctionError, tonumber
+
 
 class TypeMismatch(ValueError):
     pass
@@ -51,19 +53,12 @@ def convert(value: Any, rule: Any, path: str = "") -> Any:
                 return value
             raise TypeMismatch(f"a string is required{where}, got {value!r}")
         if kind == "number":
-            if isinstance(value, bool):
-                raise TypeMismatch(f"a number is required{where}, got {value!r}")
-            if isinstance(value, int | float):
-                return value
-            if isinstance(value, str):
-                try:
-                    return int(value)
-                except ValueError:
-                    try:
-                        return float(value)
-                    except ValueError:
-                        pass
-            raise TypeMismatch(f"a number is required{where}, got {value!r}")
+            try:
+                if isinstance(value, bool):
+                    raise FunctionError("a bool is not a number")
+                return tonumber(value)
+            except FunctionError:
+                raise TypeMismatch(f"a number is required{where}, got {value!r}") from None
         if kind == "bool":
             if isinstance(value, bool):
                 return value

@@ -385,6 +385,12 @@ def _topic(view: InfraView) -> ResourceView | None:
     )
 
 
+def _missing_topic(view: InfraView) -> Observation:
+    return missing(
+        view, f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}", view.tfvars_dir
+    )
+
+
 @guardrail
 class AlarmInventory(Guardrail):
     id = "MR-020"
@@ -448,11 +454,7 @@ class AlarmActions(Guardrail):
     def inspect(self, view):
         topic = _topic(view)
         if topic is None:
-            yield missing(
-                view,
-                f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}",
-                view.tfvars_dir,
-            )
+            yield _missing_topic(view)
             return
         alarms = view.of_type("aws_cloudwatch_metric_alarm")
         if not alarms:
@@ -475,11 +477,7 @@ class TopicEncryption(Guardrail):
     def inspect(self, view):
         topic = _topic(view)
         if topic is None:
-            yield missing(
-                view,
-                f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}",
-                view.tfvars_dir,
-            )
+            yield _missing_topic(view)
             return
         ok = is_cmk(topic.config.get("kms_master_key_id"))
         yield self.observe(
