@@ -126,12 +126,45 @@ def approve(
     )
 
 
+@app.command("force-unlock")
+def force_unlock(
+    lock_id: Annotated[str, typer.Argument(help="the lock id from the 'locked by' message")],
+    env: EnvOption = "staging",
+) -> None:
+    """Remove a state lock left by a plan or apply that died (sandbox engine state)."""
+    from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+
+    engine = SandboxEngine(env)
+    holder = engine.store.holder()
+    engine.store.force_unlock(lock_id)
+    console.print(f"removed the lock of {holder.describe() if holder else lock_id}")
+
+
 def main() -> None:
     try:
-        app()
+        try:
+            app()
+        except Exception as exc:  # botocore's own errors become one actionable line
+            raise _as_rollout_error(exc) from exc
     except RolloutError as exc:
         err_console.print(f"[red]error:[/] {exc.line()}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+def _as_rollout_error(exc: Exception) -> Exception:
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return RolloutError(
+            "no AWS credentials found",
+            'for the sandbox run `eval "$(mirror-rollout sandbox up)"`; for AWS configure a profile or role',
+        )
+    if isinstance(exc, EndpointConnectionError):
+        return RolloutError(
+            f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url', '')}",
+            "start the sandbox (mirror-rollout sandbox up) or check AWS_ENDPOINT_URL",
+        )
+    return exc
 
 
 if __name__ == "__main__":

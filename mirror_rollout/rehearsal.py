@@ -187,12 +187,9 @@ def rehearse(
     console.print(task_table(run_id))
     links = artifact_links(run_id, ui_url)
     if links:
-        table = Table(title="artifacts")
-        table.add_column("key")
-        table.add_column("link")
+        console.print("[bold]artifacts[/]")
         for key, link in links:
-            table.add_row(key, link)
-        console.print(table)
+            console.print(f"  {key:<40} {link}", soft_wrap=True)
     latency = (
         f", approval→apply resume {watch.approval_latency[0]:.1f} s"
         if watch.approval_latency

@@ -263,3 +263,24 @@ def test_concurrent_applies_one_wins_the_other_names_the_holder(clean_aws, tmp_p
     assert "rollout A" in str(locked.value) and "OperationTypeApply" in str(locked.value)
     assert outcome["a"].state_serial == first.state_serial()
     assert not first.plan(tmp_path / "c").summary.has_changes  # state valid afterwards
+
+
+def test_force_unlock_removes_a_dead_holders_lock(clean_aws, tmp_path):
+    import subprocess
+    import sys
+
+    engine = SandboxEngine("staging")
+    engine.store.ensure_backend()
+    held = engine.store.lock("OperationTypeApply", "a run that died")
+    lock = held.__enter__()  # never exited: the holder "died"
+    with pytest.raises(StateLocked, match="a run that died"):
+        engine.plan(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "mirror_rollout.cli", "force-unlock", "--env", "staging", lock.ID],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert engine.store.holder() is None
+    assert engine.plan(tmp_path).summary.counts == {"create": STAGING_RESOURCES}

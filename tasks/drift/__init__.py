@@ -1,0 +1,1 @@
+"""Runbook step drift detection: the live environment against the baseline the last rollout recorded."""
