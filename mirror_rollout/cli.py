@@ -42,8 +42,8 @@ _mount_sandbox()
 @app.command()
 def guardrails(env: EnvOption = "staging", root: RootOption = None) -> None:
     """Check the L0 invariants of infra/terraform and infra/gcp before any plan."""
+    from tasks.guardrails.checks import evaluate_guardrails
     from tasks.guardrails.report import rich_table, summary
-    from tasks.guardrails.task import evaluate_guardrails
 
     results = evaluate_guardrails(env, root)
     console.print(rich_table(results, f"guardrails — {env}"))

@@ -10,8 +10,7 @@ import pytest
 
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
-from tasks.guardrails.checks import REGISTRY
-from tasks.guardrails.task import evaluate_guardrails
+from tasks.guardrails.checks import REGISTRY, evaluate_guardrails
 
 
 def failing(results) -> set[str]:

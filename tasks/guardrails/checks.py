@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from mirror_rollout import contract
@@ -1120,3 +1121,12 @@ def run_checks(view: InfraView, only: Iterable[str] | None = None) -> list[Check
                 )
             )
     return results
+
+
+def evaluate_guardrails(environment: str, root: Path | None = None) -> list[CheckResult]:
+    """Load infra/ for ``environment`` and run every guardrail (no Prefect involved)."""
+    from mirror_rollout import PROJECT_ROOT
+    from mirror_rollout.environments import parse_environment
+    from tasks.guardrails.view import load_view
+
+    return run_checks(load_view(parse_environment(environment), Path(root or PROJECT_ROOT)))

@@ -7,22 +7,14 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from mirror_rollout import PROJECT_ROOT
-from mirror_rollout.environments import parse_environment
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.results import CheckResult
-from tasks.guardrails.checks import run_checks
+from tasks.guardrails.checks import evaluate_guardrails
 from tasks.guardrails.report import artifact_rows, summary
-from tasks.guardrails.view import load_view
 
 
 class GuardrailsFailed(RolloutError):
     pass
-
-
-def evaluate_guardrails(environment: str, root: Path | None = None) -> list[CheckResult]:
-    """Load infra/ for ``environment`` and run every guardrail (no Prefect involved)."""
-    return run_checks(load_view(parse_environment(environment), Path(root or PROJECT_ROOT)))
 
 
 @task(name="guardrails", task_run_name="guardrails-{environment}")

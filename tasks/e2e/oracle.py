@@ -1,0 +1,435 @@
+"""A reference Oracle client: the Oracle's data-plane contract against a deployed environment.
+
+boto3 through ``AwsClients`` (endpoints from the environment: moto or AWS). Each step
+returns a ``StepResult``; the decisions are the pure functions of ``checks.py``.
+
+Nonce values: read here into ``SecretStr`` (never logged, never returned, never in a
+result or the report) with botocore wire logging held at INFO; only the HMAC digest
+and the nonce *version* are stored in the FP event item.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import SecretStr
+
+from mirror_rollout import contract
+from mirror_rollout.aws import AwsClients
+from mirror_rollout.contract import NONCE_NAME, NONCE_VALUE
+from tasks.alarms.calls import error_code
+from tasks.e2e import checks
+from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_step, skipped
+from tasks.nonce import store
+from tasks.nonce.rules import kms_alias
+
+DEFAULT_ORG = "phase-mirror-test"
+DEFAULT_RULE = "MD-E2E-001"
+DEFAULT_RULE_VERSION = "1.0.0"
+
+
+def describe_error(exc: BaseException) -> str:
+    """An AWS error as its code and a short message (no request payloads)."""
+    code = error_code(exc)
+    if code:
+        message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))[:200]
+        return f"{code}: {message}" if message else code
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def baseline_bucket(environment: str) -> str:
+    return contract.name(environment, "baselines")
+
+
+def baseline_key(run_id: str) -> str:
+    return f"e2e/{run_id}.json"
+
+
+def block_counter_key(org_id: str, rule_id: str, moment: datetime) -> str:
+    """One counter per org, rule and UTC hour."""
+    return f"org#{org_id}#rule#{rule_id}#{moment.astimezone(UTC):%Y-%m-%dT%H}"
+
+
+class DdbTable:
+    """A table over the counted low-level client: plain values in, plain values out."""
+
+    _IN = ("Item", "Key", "ExpressionAttributeValues", "ExclusiveStartKey")
+    _OUT = ("Item", "Attributes", "LastEvaluatedKey")
+
+    def __init__(self, clients: AwsClients, name: str):
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self.client = clients.client("dynamodb")
+        self.name = name
+        self._ser, self._des = TypeSerializer(), TypeDeserializer()
+
+    def _wire(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._ser.serialize(v) for k, v in values.items()}
+
+    def _plain(self, values: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._des.deserialize(v) for k, v in values.items()}
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        for name in self._IN:
+            if name in kwargs:
+                kwargs[name] = self._wire(kwargs[name])
+        response = getattr(self.client, operation)(TableName=self.name, **kwargs)
+        for name in self._OUT:
+            if name in response:
+                response[name] = self._plain(response[name])
+        if "Items" in response:
+            response["Items"] = [self._plain(i) for i in response["Items"]]
+        return response
+
+    def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("put_item", **kwargs)
+
+    def get_item(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("get_item", **kwargs)
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("update_item", **kwargs)
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("query", **kwargs)
+
+    def scan(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("scan", **kwargs)
+
+
+class OracleClient:
+    """Performs (and verifies) each data-plane operation of the Oracle, one step at a time."""
+
+    def __init__(
+        self,
+        clients: AwsClients,
+        environment: str,
+        run_id: str,
+        org_id: str = DEFAULT_ORG,
+        rule_id: str = DEFAULT_RULE,
+        rule_version: str = DEFAULT_RULE_VERSION,
+        now: datetime | None = None,
+    ):
+        self.clients = clients
+        self.environment = environment
+        self.run_id = run_id
+        self.org_id = org_id
+        self.rule_id = rule_id
+        self.rule_version = rule_version
+        self.now = now or datetime.now(UTC)
+        self.tables = {t.key: t.name(environment) for t in contract.TABLES}
+        self.bucket = baseline_bucket(environment)
+        self.baseline_key = baseline_key(run_id)
+        self.counter_key = block_counter_key(org_id, rule_id, self.now)
+        self.steps: list[StepResult] = []
+        self.item: dict[str, Any] | None = None
+        self.read_back: list[dict[str, Any]] = []
+        self._nonces: dict[int, SecretStr] = {}
+
+    # -- driver ------------------------------------------------------------------------------
+    def run(self) -> list[StepResult]:
+        """All steps in order; a step whose input is missing is SKIPPED, never PASS."""
+        try:
+            for name, body in (
+                ("load nonce versions", self.load_nonce),
+                ("record FP event (conditional put)", self.record_fp_event),
+                ("reject duplicate FP event", self.reject_duplicate),
+                ("read FP event back via FindingIndex", self.read_fp_event),
+                ("read org consent record", self.read_consent),
+                ("increment block counter atomically", self.increment_block_counter),
+                ("store run report as SSE-KMS baseline", self.store_baseline),
+            ):
+                self.steps.append(run_step(name, body, describe_error))
+        finally:
+            self._forget_nonces()
+        return self.steps
+
+    def _forget_nonces(self) -> None:
+        self._nonces.clear()
+
+    # -- steps -------------------------------------------------------------------------------
+    def load_nonce(self) -> Verdict:
+        described = store.describe_versions(self.clients, self.environment)
+        by_version: dict[int, str] = {}
+        for entry in described:
+            match = NONCE_NAME.match(entry["Name"])
+            if match and match["env"] == self.environment:
+                by_version[int(match["version"])] = entry["Name"]
+        real: dict[int, bool] = {}
+        ssm = self.clients.client("ssm")
+        for version, name in sorted(by_version.items()):
+            with store.wire_logging_off():
+                response = ssm.get_parameter(Name=name, WithDecryption=True)
+            try:
+                value = response["Parameter"]["Value"]
+                real[version] = NONCE_VALUE.match(value) is not None
+                if real[version]:
+                    self._nonces[version] = SecretStr(value)
+            finally:
+                response.clear()
+                del response
+        names = [by_version[v] for v in sorted(by_version)]
+        return checks.judge_nonce(names, sorted(by_version), real)
+
+    def _redacted_context(self) -> dict[str, Any]:
+        version = checks.newest_version(self._nonces)
+        if version is None:
+            raise RuntimeError("no real nonce loaded")
+        finding_context = {
+            "repository": "PhaseMirror/Phase-Mirror-Test",
+            "path": "src/e2e/fixture.ts",
+            "line": 42,
+            "snippet": f"e2e run {self.run_id}: token-like string AKIA0000000000000000",
+        }
+        return checks.redact(finding_context, self._nonces[version].get_secret_value(), version)
+
+    def record_fp_event(self) -> Verdict:
+        if not self._nonces:
+            return skipped("no real nonce to redact with (nonce step failed)")
+        event_id = str(uuid.uuid4())
+        self.item = checks.fp_event_item(
+            event_id=event_id,
+            rule_id=self.rule_id,
+            rule_version=self.rule_version,
+            finding_id=f"e2e-{self.run_id}-{event_id[:8]}",
+            outcome="block",
+            is_false_positive=True,
+            context=self._redacted_context(),
+            moment=datetime.now(UTC),
+        )
+        table = self.tables["fp-events"]
+        self._table("fp-events").put_item(
+            Item=self.item, ConditionExpression=checks.CONDITION_NEW_EVENT
+        )
+        return passed(
+            f"put {self.item['pk']} / {self.item['sk']}",
+            event_id,
+            source=f"dynamodb:PutItem {self.clients.region} {table}",
+            pk=self.item["pk"],
+            sk=self.item["sk"],
+            nonceVersion=self.item["context"]["nonceVersion"],
+            condition=checks.CONDITION_NEW_EVENT,
+        )
+
+    def reject_duplicate(self) -> Verdict:
+        if self.item is None:
+            return skipped("no FP event was recorded")
+        code: str | None = None
+        try:
+            self._table("fp-events").put_item(
+                Item=self.item, ConditionExpression=checks.CONDITION_NEW_EVENT
+            )
+        except Exception as exc:
+            code = error_code(exc)
+            if not code:
+                raise
+        verdict = checks.judge_duplicate(code)
+        verdict.subject = self.item["eventId"]
+        for e in verdict.evidence:
+            e.source = f"dynamodb:PutItem {self.clients.region} {self.tables['fp-events']}"
+            e.observed["error"] = code
+        return verdict
+
+    def read_fp_event(self) -> Verdict:
+        if self.item is None:
+            return skipped("no FP event was recorded")
+        name, hash_key, _ = next(t.gsi for t in contract.TABLES if t.gsi)
+        response = self._table("fp-events").query(
+            IndexName=name,
+            KeyConditionExpression=f"{hash_key} = :h",
+            ExpressionAttributeValues={":h": self.item["gsi1pk"]},
+        )
+        items = [checks.plain(i) for i in response.get("Items", [])]
+        self.read_back = [i for i in items if i.get("eventId") == self.item["eventId"]]
+        verdict = checks.judge_read_back(items, self.item)
+        verdict.evidence.append(
+            _evidence(
+                f"dynamodb:Query {self.clients.region} {self.tables['fp-events']} {name}",
+                gsi1pk=self.item["gsi1pk"],
+                count=len(items),
+            )
+        )
+        return verdict
+
+    def read_consent(self) -> Verdict:
+        table = self._table("consent")
+        source = f"dynamodb:GetItem {self.clients.region} {self.tables['consent']}"
+        item = table.get_item(Key={"orgId": self.org_id}, ConsistentRead=True).get("Item")
+        created = False
+        if not item:
+            try:
+                table.put_item(
+                    Item={
+                        "orgId": self.org_id,
+                        "consent": "granted",
+                        "scope": "fp-events",
+                        "grantedAt": checks.iso_timestamp(datetime.now(UTC)),
+                        "grantedBy": "mirror-rollout e2e (test org)",
+                    },
+                    ConditionExpression="attribute_not_exists(orgId)",
+                )
+                created = True
+            except Exception as exc:
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise  # a concurrent run created it: read theirs
+            item = table.get_item(Key={"orgId": self.org_id}, ConsistentRead=True).get("Item")
+        verdict = checks.judge_consent(item, self.org_id, created)
+        verdict.evidence.append(
+            _evidence(source, orgId=self.org_id, created=created, found=bool(item))
+        )
+        return verdict
+
+    def increment_block_counter(self) -> Verdict:
+        table = self._table("block-counter")
+        key = {"bucketKey": self.counter_key}
+        before_item = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+        before = int(before_item.get("count", 0))
+        expires = int(
+            (datetime.now(UTC) + timedelta(hours=checks.BLOCK_COUNTER_TTL_HOURS)).timestamp()
+        )
+        response = table.update_item(
+            Key=key,
+            UpdateExpression="ADD #count :one SET expiresAt = :expires",
+            ExpressionAttributeNames={"#count": "count"},
+            ExpressionAttributeValues={":one": 1, ":expires": expires},
+            ReturnValues="UPDATED_NEW",
+        )
+        after_raw = response.get("Attributes", {}).get("count")
+        after = int(after_raw) if after_raw is not None else None
+        verdict = checks.judge_counter(before, after)
+        verdict.subject = self.counter_key
+        verdict.evidence.append(
+            _evidence(
+                f"dynamodb:UpdateItem {self.clients.region} {self.tables['block-counter']}",
+                bucketKey=self.counter_key,
+                before=before,
+                after=after,
+                expiresAt=expires,
+            )
+        )
+        return verdict
+
+    def report(self) -> dict[str, Any]:
+        """The run's report: what every step saw so far. No nonce value, only versions."""
+        events = []
+        if self.item is not None:
+            events.append({k: self.item[k] for k in ("eventId", "findingId", "ruleId", "pk", "sk")})
+        return {
+            "runId": self.run_id,
+            "environment": self.environment,
+            "orgId": self.org_id,
+            "generatedAt": checks.iso_timestamp(datetime.now(UTC)),
+            "fpEvents": events,
+            "baselineKey": self.baseline_key,
+            "steps": [
+                {
+                    "name": s.name,
+                    "status": s.status.value,
+                    "seconds": s.seconds,
+                    "message": s.message,
+                }
+                for s in self.steps
+            ],
+        }
+
+    def store_baseline(self) -> Verdict:
+        key_arn = store.key_arn(self.clients, kms_alias(self.environment))
+        if key_arn is None:
+            return failed(f"project CMK {kms_alias(self.environment)} not found")
+        s3 = self.clients.client("s3")
+        body = json.dumps(self.report(), indent=2, sort_keys=True).encode()
+        put = s3.put_object(
+            Bucket=self.bucket,
+            Key=self.baseline_key,
+            Body=body,
+            ContentType="application/json",
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=key_arn,
+        )
+        return verify_baseline(self.clients, self.bucket, self.baseline_key, key_arn, put)
+
+    def _table(self, key: str) -> DdbTable:
+        return DdbTable(self.clients, self.tables[key])
+
+
+def verify_baseline(
+    clients: AwsClients,
+    bucket: str,
+    key: str,
+    key_arn: str | None = None,
+    put: dict[str, Any] | None = None,
+) -> Verdict:
+    """HeadObject shows aws:kms with the project CMK and a VersionId."""
+    environment = bucket.removeprefix(contract.PREFIX + "-").removesuffix("-baselines")
+    key_arn = key_arn or store.key_arn(clients, kms_alias(environment))
+    head = clients.client("s3").head_object(Bucket=bucket, Key=key)
+    verdict = checks.judge_baseline(head, key_arn)
+    verdict.subject = f"s3://{bucket}/{key}"
+    verdict.evidence.append(
+        _evidence(
+            f"s3:HeadObject {clients.region} {bucket}/{key}",
+            ServerSideEncryption=head.get("ServerSideEncryption"),
+            SSEKMSKeyId=head.get("SSEKMSKeyId"),
+            VersionId=head.get("VersionId"),
+            put_VersionId=(put or {}).get("VersionId"),
+            ContentLength=head.get("ContentLength"),
+        )
+    )
+    return verdict
+
+
+def find_fp_events(
+    clients: AwsClients, environment: str, wanted: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Look the report's FP events up: by FindingIndex when a findingId is given, else a
+    filtered scan. Returns (items found, event ids missing)."""
+    spec = next(t for t in contract.TABLES if t.gsi)
+    table = DdbTable(clients, spec.name(environment))
+    found: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for event in wanted:
+        if event.get("findingId"):
+            response = table.query(
+                IndexName=spec.gsi[0],
+                KeyConditionExpression=f"{spec.gsi[1]} = :h",
+                ExpressionAttributeValues={":h": f"finding#{event['findingId']}"},
+            )
+            items = response.get("Items", [])
+        else:
+            items, start = [], None
+            while True:
+                kwargs: dict[str, Any] = {
+                    "FilterExpression": "eventId = :e",
+                    "ExpressionAttributeValues": {":e": event["eventId"]},
+                }
+                if start:
+                    kwargs["ExclusiveStartKey"] = start
+                page = table.scan(**kwargs)
+                items += page.get("Items", [])
+                start = page.get("LastEvaluatedKey")
+                if not start:
+                    break
+        mine = [checks.plain(i) for i in items if i.get("eventId") == event["eventId"]]
+        if mine:
+            found += mine
+        else:
+            missing.append(event["eventId"])
+    return found, missing
+
+
+def _evidence(source: str, **observed: Any):
+    from mirror_rollout.results import Evidence
+
+    return Evidence(source=source, observed=observed)
+
+
+__all__ = [
+    "OracleClient",
+    "baseline_bucket",
+    "baseline_key",
+    "find_fp_events",
+    "verify_baseline",
+]

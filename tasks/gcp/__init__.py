@@ -1,0 +1,1 @@
+"""GCP checks: the Cloud Storage baselines bucket (live), other infra/gcp services (SKIPPED)."""
