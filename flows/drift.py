@@ -1,4 +1,4 @@
-"""Flow `drift-detection`: the re-plan must be a no-op and the live settings must match the baseline."""
+"""Flow `drift-detection`: a no-op re-plan, and live settings that match the baseline."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def drift_detection(
     root: str | None = None,
     out_dir: str | None = None,
 ) -> dict:
-    """Fail when the environment drifted from the code (re-plan) or from the last rollout (baseline)."""
+    """Fail when the environment drifted from the code (re-plan) or the last rollout (baseline)."""
     started = time.monotonic()
     settings = parse_settings(
         environment=environment,

@@ -13,11 +13,21 @@ from tasks.apply.task import apply, replan_is_noop
 from tasks.approval.form import approval_markdown, approvals_needed
 from tasks.approval.pause import request_approvals
 from tasks.backup.task import backup_coverage
-from tasks.checklist.stages import apply_results, approval_results, plan_results, replan_results
+from tasks.checklist.stages import (
+    apply_results,
+    approval_results,
+    baseline_result,
+    plan_results,
+    replan_results,
+)
 from tasks.checklist.task import production_checklist
 from tasks.dashboard.task import dashboard
+from tasks.drift.task import record_baseline
+from tasks.e2e.task import e2e_cycle
 from tasks.expectations.records import alarm_records, pitr_records
 from tasks.expectations.task import validate
+from tasks.gcp.provision import provision_sandbox_bucket
+from tasks.gcp.task import gcs_baselines
 from tasks.guardrails.task import guardrails
 from tasks.nonce.task import nonce_bootstrap
 from tasks.pitr.task import pitr
@@ -55,6 +65,8 @@ def infra_rollout(
     approval_timeout_seconds: int = 3600,
     out_dir: str | None = None,
     root: str | None = None,
+    e2e_driver: str = "local",
+    github_repo: str | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval."""
     settings = parse_settings(
@@ -102,11 +114,30 @@ def infra_rollout(
         else task.submit(env, region, settings.backend)
         for prefix, task in VALIDATIONS.items()
     }
+    if settings.backend == "sandbox":
+        # The sandbox's GCS emulator stands in for the GCP side: provision its bucket, then check it.
+        provision_sandbox_bucket(env)
+        futures["GCS"] = gcs_baselines.submit(env, settings.backend)
     validations = _collect(futures)
+
+    # Days 23-24: the Oracle's data-plane cycle against the verified environment.
+    e2e = e2e_cycle(
+        env, region, settings.backend, driver=e2e_driver, github_repo=github_repo, return_state=True
+    )
+    fp_events: list[dict] = []
+    if e2e.is_completed():
+        outcome = e2e.result()
+        validations["E2E"], fp_events = outcome.results, outcome.fp_events
+    else:
+        validations["E2E"] = failure_results(
+            "E2E", "end-to-end cycle", e2e.result(raise_on_failure=False)
+        )
     suites = {
         "pitr_status": pitr_records(validations["PITR"]),
         "alarm_inventory": alarm_records(validations["ALARM"]),
     }
+    if fp_events:
+        suites["fp_events"] = fp_events
     suite_futures = {
         f"GX-{name}": validate.submit(name, records, env, str(run_dir))
         for name, records in suites.items()
@@ -128,6 +159,15 @@ def infra_rollout(
         "plan sha256": planned.sha256,
         "flow run": f"{flow_run.get_name()} ({flow_run.get_id()})",
     }
+    verdict = overall(results)
+    if verdict is not Status.FAIL:
+        # Drift detection compares the live environment with this snapshot from now on.
+        baseline = record_baseline(env, region, return_state=True)
+        if baseline.is_completed():
+            results.append(baseline_result(baseline.result()))
+        else:
+            error = baseline.result(raise_on_failure=False)
+            results += failure_results("DRIFT", "drift baseline", error)
     checklist = production_checklist(
         env, results, header, approval_markdown(env, approvals) if approvals else "", str(run_dir)
     )

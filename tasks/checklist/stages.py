@@ -92,3 +92,18 @@ def replan_results(replan: PlanResult) -> list[CheckResult]:
             ],
         )
     ]
+
+
+def baseline_result(stored: dict) -> CheckResult:
+    """The drift baseline this rollout recorded (what drift detection compares with)."""
+    missing = stored.get("missing") or []
+    return CheckResult(
+        check_id="DRIFT-100",
+        title="Drift baseline recorded from the verified environment",
+        status=Status.FAIL if missing else Status.PASS,
+        subject=str(stored.get("uri", "")),
+        message=f"missing from the snapshot: {', '.join(missing)}"
+        if missing
+        else "baseline stored",
+        evidence=[Evidence(source="s3:PutObject", observed=stored)],
+    )

@@ -1,1 +1,1 @@
-"""Runbook step drift detection: the live environment against the baseline the last rollout recorded."""
+"""Runbook step drift detection: the live environment against the last rollout's baseline."""

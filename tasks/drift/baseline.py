@@ -1,4 +1,4 @@
-"""The drift baseline: a snapshot stored in the environment's baselines bucket, SSE-KMS with the CMK."""
+"""The drift baseline: a snapshot in the environment's baselines bucket, SSE-KMS with the CMK."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def store_baseline(
     run_id: str,
     clients: AwsClients | None = None,
 ) -> dict[str, Any]:
-    """Write ``drift/baseline.json`` and ``drift/{run_id}.json``; returns where and which version."""
+    """Write ``drift/baseline.json`` and ``drift/{run_id}.json``; returns where and the version."""
     clients = clients or AwsClients(region)
     s3 = clients.client("s3")
     document = baseline_document(environment, region, snapshot, run_id)
@@ -102,7 +102,8 @@ def load_baseline(
         ) from None
     if document.get("environment") != environment or not isinstance(resources, dict):
         raise RolloutError(
-            f"the drift baseline at {uri} is for {document.get('environment')!r}, not {environment!r}",
+            f"the drift baseline at {uri} is for {document.get('environment')!r}, "
+            f"not {environment!r}",
             f"run a rollout of {environment} to record a new one",
         )
     document["version_id"] = response.get("VersionId")

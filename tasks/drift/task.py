@@ -1,4 +1,4 @@
-"""Prefect glue for drift detection: record the baseline after a rollout, compare the live environment."""
+"""Prefect glue for drift detection: record the baseline after a rollout, compare live with it."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def capture_and_store(
 
 @task(name="record-drift-baseline", task_run_name="record-drift-baseline-{environment}")
 def record_baseline(environment: str, region: str) -> dict[str, Any]:
-    """Capture the live settings and store them as the drift baseline; artifact ``{env}-drift-baseline``.
+    """Capture the live settings and store them as the baseline; artifact ``{env}-drift-baseline``.
 
     The rollout calls this once its validations pass, so the baseline is a verified state.
     """

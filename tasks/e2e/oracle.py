@@ -19,7 +19,8 @@ from pydantic import SecretStr
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.contract import NONCE_NAME, NONCE_VALUE
+from mirror_rollout.contract import NONCE_NAME
+from mirror_rollout.results import Status
 from tasks.alarms.calls import error_code
 from tasks.e2e import checks
 from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_step, skipped
@@ -159,20 +160,16 @@ class OracleClient:
             if match and match["env"] == self.environment:
                 by_version[int(match["version"])] = entry["Name"]
         real: dict[int, bool] = {}
-        ssm = self.clients.client("ssm")
         for version, name in sorted(by_version.items()):
-            with store.wire_logging_off():
-                response = ssm.get_parameter(Name=name, WithDecryption=True)
-            try:
-                value = response["Parameter"]["Value"]
-                real[version] = NONCE_VALUE.match(value) is not None
-                if real[version]:
-                    self._nonces[version] = SecretStr(value)
-            finally:
-                response.clear()
-                del response
+            value = store.read_value(self.clients, name)
+            real[version] = value is not None
+            if value is not None:
+                self._nonces[version] = value
         names = [by_version[v] for v in sorted(by_version)]
-        return checks.judge_nonce(names, sorted(by_version), real)
+        verdict = checks.judge_nonce(names, sorted(by_version), real)
+        if verdict.status is not Status.PASS:
+            self._forget_nonces()  # never redact with an older version than the newest
+        return verdict
 
     def _redacted_context(self) -> dict[str, Any]:
         version = checks.newest_version(self._nonces)

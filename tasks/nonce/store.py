@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from pydantic import SecretStr
+
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.contract import NONCE_VALUE
 from mirror_rollout.nonce_values import new_nonce
@@ -169,15 +171,25 @@ def delete_version(aws: AwsClients, name: str) -> bool:
     return True
 
 
-def is_placeholder(aws: AwsClients, name: str) -> bool:
-    """True unless ``name`` holds a real nonce (64 lowercase hex). The value is not kept."""
+def read_value(aws: AwsClients, name: str) -> SecretStr | None:
+    """The nonce held by ``name``, masked; None while it is still a placeholder.
+
+    The one place a nonce value is read: with wire logging held above DEBUG and the
+    response cleared, so the value exists only inside the returned SecretStr.
+    """
     with wire_logging_off():
         response = aws.client("ssm").get_parameter(Name=name, WithDecryption=True)
     try:
-        return NONCE_VALUE.match(response["Parameter"]["Value"]) is None
+        value = response["Parameter"]["Value"]
+        return SecretStr(value) if NONCE_VALUE.match(value) else None
     finally:
         response.clear()
         del response
+
+
+def is_placeholder(aws: AwsClients, name: str) -> bool:
+    """True unless ``name`` holds a real nonce (64 lowercase hex). The value is not kept."""
+    return read_value(aws, name) is None
 
 
 def key_arn(aws: AwsClients, key_id: str | None) -> str | None:
