@@ -67,6 +67,8 @@ def infra_rollout(
     root: str | None = None,
     e2e_driver: str = "local",
     github_repo: str | None = None,
+    gcp_project: str | None = None,
+    gcp_kms_key: str | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval."""
     settings = parse_settings(
@@ -118,6 +120,11 @@ def infra_rollout(
         # The sandbox's GCS emulator stands in for the GCP side: provision its bucket, then check it.
         provision_sandbox_bucket(env)
         futures["GCS"] = gcs_baselines.submit(env, settings.backend)
+    elif gcp_project:
+        # Real GCS through application default credentials (infra/gcp applied separately).
+        futures["GCS"] = gcs_baselines.submit(
+            env, settings.backend, project=gcp_project, kms_key_name=gcp_kms_key
+        )
     validations = _collect(futures)
 
     # Days 23-24: the Oracle's data-plane cycle against the verified environment.
