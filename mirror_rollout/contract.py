@@ -71,6 +71,24 @@ ALARMS: tuple[AlarmSpec, ...] = (
     AlarmSpec("circuit-breaker-triggered", "CircuitBreakerTriggers", 0),
 )
 
+#: Attributes of every FP event item the Oracle writes to fp-events.
+FP_EVENT_FIELDS: tuple[str, ...] = (
+    "pk",
+    "sk",
+    "gsi1pk",
+    "gsi1sk",
+    "eventId",
+    "ruleId",
+    "ruleVersion",
+    "findingId",
+    "outcome",
+    "isFalsePositive",
+    "timestamp",
+    "context",
+    "expiresAt",
+    "recordedAt",
+)
+
 KMS_DELETION_WINDOW_DAYS = {"staging": 7, "production": 30}
 NONCE_NAME = re.compile(r"^/guardian/(?P<env>[a-z]+)/redaction_nonce_v(?P<version>[1-9][0-9]*)$")
 #: The old scripts' form; always wrong.

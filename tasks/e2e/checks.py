@@ -18,30 +18,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from mirror_rollout import contract
 from mirror_rollout.results import CheckResult, Evidence, Status
 
 FP_RETENTION_DAYS = 90
 BLOCK_COUNTER_TTL_HOURS = 24
 CONDITION_NEW_EVENT = "attribute_not_exists(pk) AND attribute_not_exists(sk)"
 #: Keys of every FP event item the Oracle writes (DESIGN.md, naming contract).
-FP_EVENT_KEYS = frozenset(
-    {
-        "pk",
-        "sk",
-        "gsi1pk",
-        "gsi1sk",
-        "eventId",
-        "ruleId",
-        "ruleVersion",
-        "findingId",
-        "outcome",
-        "isFalsePositive",
-        "timestamp",
-        "context",
-        "expiresAt",
-        "recordedAt",
-    }
-)
+FP_EVENT_KEYS = frozenset(contract.FP_EVENT_FIELDS)
 #: What a redacted context holds: the HMAC digest and the nonce version, nothing else.
 CONTEXT_KEYS = frozenset({"digest", "nonceVersion"})
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -33,22 +33,7 @@ ALARM_COLUMNS = (
     "actions",
 )
 PITR_COLUMNS = ("table", "status", "earliest_restorable")
-FP_EVENT_COLUMNS = (
-    "pk",
-    "sk",
-    "gsi1pk",
-    "gsi1sk",
-    "eventId",
-    "ruleId",
-    "ruleVersion",
-    "findingId",
-    "outcome",
-    "isFalsePositive",
-    "timestamp",
-    "context",
-    "expiresAt",
-    "recordedAt",
-)
+FP_EVENT_COLUMNS = contract.FP_EVENT_FIELDS
 
 
 def _frame(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pandas.DataFrame:
