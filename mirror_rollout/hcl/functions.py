@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from mirror_rollout.hcl.values import Unknown, first_unknown
+from mirror_rollout.hcl.values import Unknown, first_unknown, map_leaves
 
 
 class FunctionError(ValueError):
@@ -59,13 +59,7 @@ def _merge(*maps: Any) -> dict:
 
 
 def _normalise_numbers(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _normalise_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normalise_numbers(v) for v in value]
-    return value
+    return map_leaves(value, lambda v: int(v) if isinstance(v, float) and v.is_integer() else v)
 
 
 def jsonencode(value: Any) -> str:

@@ -34,6 +34,15 @@ def is_known(value: Any) -> bool:
     return True
 
 
+def map_leaves(value: Any, fn) -> Any:
+    """``value`` with ``fn`` applied to every non-container leaf."""
+    if isinstance(value, dict):
+        return {k: map_leaves(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_leaves(v, fn) for v in value]
+    return fn(value)
+
+
 def first_unknown(value: Any) -> Unknown | None:
     if isinstance(value, Unknown):
         return value

@@ -24,7 +24,7 @@ from mirror_rollout.environments import Environment, terraform_dir, tfvars_path
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.hcl.config import Configuration, Instance, body_values, resolve_variables
 from mirror_rollout.hcl.module import Module, load_module
-from mirror_rollout.hcl.values import Unknown, is_known
+from mirror_rollout.hcl.values import Unknown, is_known, map_leaves
 from mirror_rollout.provisioners.base import (
     AppliedChange,
     ApplyRefused,
@@ -114,13 +114,7 @@ def _handlers() -> dict[str, type[handlers.ResourceHandler]]:
 # -- pure helpers --------------------------------------------------------------------
 def null_unknowns(value: Any) -> Any:
     """Terraform's plan JSON writes unknown values as null in ``after``."""
-    if isinstance(value, Unknown):
-        return None
-    if isinstance(value, dict):
-        return {k: null_unknowns(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [null_unknowns(v) for v in value]
-    return value
+    return map_leaves(value, lambda v: None if isinstance(v, Unknown) else v)
 
 
 def unknown_marks(value: Any) -> Any:
