@@ -73,6 +73,9 @@ EXECUTABLES: dict[str, str] = {
     "prefect": "prefect",
 }
 
+#: The Prefect work pool the sandbox's worker serves (prefect.yaml's deployments use it).
+WORK_POOL = "mirror-rollout"
+
 STOP_TIMEOUT = 10.0  # seconds between SIGTERM and SIGKILL
 LOG_TAIL_LINES = 15
 
@@ -209,6 +212,22 @@ def server_env(config: SandboxConfig, name: str, base: Mapping[str, str]) -> dic
                 "DO_NOT_TRACK": "1",
             }
         )
+    return env
+
+
+def worker_command(bin_dir: Path | None = None) -> list[str]:
+    """A process worker for WORK_POOL (it creates the pool if it does not exist)."""
+    bin_dir = Path(sys.executable).parent if bin_dir is None else bin_dir
+    prefect = str(bin_dir / EXECUTABLES["prefect"])
+    return [sys.executable, prefect, "worker", "start", "--pool", WORK_POOL, "--type", "process"]
+
+
+def worker_env(config: SandboxConfig, base: Mapping[str, str], root: Path) -> dict[str, str]:
+    """The worker and the flow runs it starts talk to the sandbox and run from ``root``."""
+    env = {k: v for k, v in base.items() if not k.startswith("PREFECT_")}
+    env.update(exports(config))
+    env["MIRROR_ROLLOUT_ROOT"] = str(root)
+    env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
@@ -443,6 +462,60 @@ def _start(config: SandboxConfig, name: str) -> PidRecord:
     return record
 
 
+def _ensure_worker(config: SandboxConfig) -> ServerStatus:
+    """Start the process worker for WORK_POOL unless ours is running (after the Prefect server)."""
+    from mirror_rollout import PROJECT_ROOT
+
+    label = f"work pool {WORK_POOL}"
+    record = PidRecord.load(config.pid_file("worker"))
+    if record is not None and is_ours(record):
+        return ServerStatus("worker", label, record.pid, True, True, "reused")
+    config.pid_file("worker").unlink(missing_ok=True)
+    cmd = worker_command()
+    log = open(config.log_file("worker"), "ab")  # noqa: SIM115 - handed to the child
+    try:
+        log.write(f"\n--- {time.strftime('%F %T')} {shlex.join(cmd)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=worker_env(config, os.environ, PROJECT_ROOT),
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+    _CHILDREN[proc.pid] = proc
+    record = PidRecord(proc.pid, proc.pid, 0, cmd)
+    record.save(config.pid_file("worker"))
+    # The worker creates its pool on start; wait for it so `prefect deploy` finds it.
+    pool_url = f"{config.url('prefect')}/work_pools/{WORK_POOL}"
+    deadline = time.monotonic() + config.timeout
+    while time.monotonic() < deadline and _alive(proc.pid):
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(pool_url, timeout=2.0, trust_env=False).status_code == 200:
+                return ServerStatus("worker", label, proc.pid, True, True, "started")
+        time.sleep(0.25)
+    raise EndpointError(
+        f"the Prefect worker did not create work pool {WORK_POOL}",
+        f"see {config.log_file('worker')}; its last lines:\n{_log_tail(config.log_file('worker'))}",
+    )
+
+
+def _stop_worker(config: SandboxConfig) -> ServerStatus:
+    record = PidRecord.load(config.pid_file("worker"))
+    note = "not running"
+    if record is not None and is_ours(record):
+        _stop_group(record)
+        note = "stopped"
+    config.pid_file("worker").unlink(missing_ok=True)
+    return ServerStatus(
+        "worker", f"work pool {WORK_POOL}", record.pid if record else None, False, False, note
+    )
+
+
 def _stop_group(record: PidRecord, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM the whole group, SIGKILL what is left after ``timeout``."""
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -502,6 +575,13 @@ def status(config: SandboxConfig) -> list[ServerStatus]:
         out.append(
             ServerStatus(name, config.url(name), record.pid if running else None, running, ok, note)
         )
+    record = PidRecord.load(config.pid_file("worker"))
+    alive = record is not None and is_ours(record)
+    out.append(
+        ServerStatus(
+            "worker", f"work pool {WORK_POOL}", record.pid if alive else None, alive, alive
+        )
+    )
     return out
 
 
@@ -549,13 +629,14 @@ def up(config: SandboxConfig) -> list[ServerStatus]:
 
         return [
             ServerStatus(n, config.url(n), records[n].pid, True, True, notes[n]) for n in SERVERS
-        ]
+        ] + [_ensure_worker(config)]
 
 
 def down(config: SandboxConfig) -> list[ServerStatus]:
     """Stop the servers this state dir recorded (whole process groups); remove pid files."""
     out = []
     with _locked(config):
+        out.append(_stop_worker(config))
         for name in reversed(SERVERS):
             path = config.pid_file(name)
             record = PidRecord.load(path)
@@ -577,7 +658,7 @@ def down(config: SandboxConfig) -> list[ServerStatus]:
                     name, config.url(name), record.pid if record else None, False, False, note
                 )
             )
-    return list(reversed(out))
+    return list(reversed(out[1:])) + out[:1]
 
 
 # ----------------------------------------------------------------------------

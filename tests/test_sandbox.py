@@ -84,7 +84,7 @@ def test_exports_point_at_loopback() -> None:
 
 def test_status_reports_healthy(sandbox) -> None:
     statuses = sb.status(sandbox.config)
-    assert [s.name for s in statuses] == list(sb.SERVERS)
+    assert [s.name for s in statuses] == [*sb.SERVERS, "worker"]
     assert all(s.healthy for s in statuses), statuses
     if not sandbox.reused:
         assert all(s.running and s.pid for s in statuses), statuses
@@ -206,7 +206,7 @@ def test_down_leaves_nothing(fresh_sandbox_config: sb.SandboxConfig) -> None:
         stopped = sb.down(cfg)
     finally:
         sb.down(cfg)  # idempotent; cleans up if an assertion failed
-    assert {s.name: s.note for s in stopped} == dict.fromkeys(sb.SERVERS, "stopped")
+    assert {s.name: s.note for s in stopped} == dict.fromkeys([*sb.SERVERS, "worker"], "stopped")
     for pid in pids.values():
         assert not sb._alive(pid)
         assert sb.group_members(pid) == []  # the group leader was its pgid
