@@ -7,10 +7,10 @@ import time
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.common import start_run
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
-from mirror_rollout.settings import parse_settings
 from tasks.apply.task import ReplanNotEmpty, replan_is_noop
 from tasks.drift.task import drift_compare, publish_drift, replan_result, retry_unless
 
@@ -25,7 +25,7 @@ def drift_detection(
 ) -> dict:
     """Fail when the environment drifted from the code (re-plan) or the last rollout (baseline)."""
     started = time.monotonic()
-    settings = parse_settings(
+    settings, run_dir = start_run(
         environment=environment,
         backend=backend,
         provisioner=provisioner,
@@ -34,8 +34,6 @@ def drift_detection(
     )
     env = settings.environment.value
     logger = get_run_logger()
-    run_dir = settings.output_dir(flow_run.get_name() or "local")
-    run_dir.mkdir(parents=True, exist_ok=True)
 
     # (a) configuration and state agree; a non-empty plan is a finding, not a crash.
     replan = replan_is_noop.with_options(retry_condition_fn=retry_unless(ReplanNotEmpty))(

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.common import start_run
 from mirror_rollout.evidence import ValidationFailed, failure_results, overall
 from mirror_rollout.results import CheckResult, Status
-from mirror_rollout.settings import parse_settings
 from tasks.alarms.task import alarm_probe
 from tasks.apply.task import apply, replan_is_noop
 from tasks.approval.form import approval_markdown, approvals_needed
@@ -71,7 +71,7 @@ def infra_rollout(
     gcp_kms_key: str | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval."""
-    settings = parse_settings(
+    settings, run_dir = start_run(
         environment=environment,
         backend=backend,
         provisioner=provisioner,
@@ -81,8 +81,6 @@ def infra_rollout(
     )
     env = settings.environment.value
     logger = get_run_logger()
-    run_dir = settings.output_dir(flow_run.get_name() or "local")
-    run_dir.mkdir(parents=True, exist_ok=True)
     lock_info = f"flow run {flow_run.get_id()}"
 
     checks = guardrails(env, str(settings.root))

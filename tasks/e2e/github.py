@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -280,7 +279,3 @@ class GithubDriver:
             f"{self.repo}:{self.branch}",
             source=f"github DELETE /repos/{self.repo}/git/refs/heads/{self.branch}",
         )
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
