@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.common import start_run
 from mirror_rollout.evidence import ValidationFailed, failure_results, overall
 from mirror_rollout.results import CheckResult, Status
+from mirror_rollout.rollout_slot import environment_slot
+from mirror_rollout.settings import RolloutSettings
 from tasks.alarms.task import alarm_probe
 from tasks.apply.task import apply, replan_is_noop
 from tasks.approval.form import approval_markdown, approvals_needed
@@ -69,16 +73,36 @@ def infra_rollout(
     github_repo: str | None = None,
     gcp_project: str | None = None,
     gcp_kms_key: str | None = None,
+    busy_wait_seconds: int = 3600,
 ) -> dict:
-    """Take infra/terraform to a verified environment; nothing is applied without approval."""
+    """Take infra/terraform to a verified environment; nothing is applied without approval.
+
+    One rollout per environment at a time: another one waits up to busy_wait_seconds
+    for the environment's slot (0: fails at once, naming the rollout that holds it).
+    """
     settings, run_dir = start_run(
         environment=environment,
         backend=backend,
         provisioner=provisioner,
         approval_timeout_seconds=approval_timeout_seconds,
+        busy_wait_seconds=busy_wait_seconds,
         out_dir=out_dir,
         root=root,
     )
+    with environment_slot(
+        settings.environment.value, settings.busy_wait_seconds, flow_run.get_id()
+    ):
+        return _rollout(settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key)
+
+
+def _rollout(
+    settings: RolloutSettings,
+    run_dir: Path,
+    e2e_driver: str,
+    github_repo: str | None,
+    gcp_project: str | None,
+    gcp_kms_key: str | None,
+) -> dict:
     env = settings.environment.value
     logger = get_run_logger()
     lock_info = f"flow run {flow_run.get_id()}"

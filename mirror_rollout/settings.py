@@ -23,6 +23,7 @@ class RolloutSettings(BaseModel):
     backend: Backend = "sandbox"
     provisioner: ProvisionerName = "auto"
     approval_timeout_seconds: int = Field(3600, ge=5, le=7 * 86400)
+    busy_wait_seconds: int = Field(3600, ge=0, le=7 * 86400)
     root: Path = PROJECT_ROOT
     out_dir: Path | None = None
 
@@ -57,6 +58,7 @@ def parse_settings(**values) -> RolloutSettings:
             "backend": "sandbox or aws",
             "provisioner": "auto, terraform or sandbox",
             "approval_timeout_seconds": "a number of seconds from 5 to 604800",
+            "busy_wait_seconds": "a number of seconds from 0 (fail at once) to 604800",
         }.get(field, "a valid value")
         raise ConfigError(f"invalid {field} {given!r}: {first['msg']}", f"use {allowed}") from None
     check_endpoint_matches_backend(settings.backend)
