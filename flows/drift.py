@@ -32,7 +32,7 @@ def drift_detection(
         root=root,
         out_dir=out_dir,
     )
-    env = settings.environment.value
+    env = settings.environment
     logger = get_run_logger()
 
     # (a) configuration and state agree; a non-empty plan is a finding, not a crash.

@@ -19,10 +19,12 @@ from prefect.runtime import flow_run
 
 from mirror_rollout.environments import parse_environment
 from mirror_rollout.errors import RolloutError
+from mirror_rollout.regions import check_region
 from tasks.nonce.rules import (
     CLEANUP_FLOW,
     DEFAULT_GRACE_SECONDS,
     ROTATION_FLOW,
+    NonceState,
     decide_rollback,
     decide_rotation,
     format_time,
@@ -113,6 +115,39 @@ def schedule_cleanup(rotated: RotationResult, region: str) -> Any:
         ) from None
 
 
+def interrupted_rotation(state: NonceState) -> str | None:
+    """The rotation id of the version in grace if its flow run ended without scheduling
+    the grace cleanup (it failed after creating the version), else None."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.exceptions import ObjectNotFound
+
+    grace = state.grace
+    if grace is None or not grace.rotation_id:
+        return None
+    try:
+        run_id = UUID(grace.rotation_id)
+    except ValueError:
+        return None
+    with get_client(sync_client=True) as client:
+        try:
+            run = client.read_flow_run(run_id)
+        except ObjectNotFound:
+            return None
+        if run.state is None or not run.state.is_final() or run.state.is_completed():
+            return None  # still running, or done (and its cleanup scheduled)
+        try:
+            deployment = client.read_deployment_by_name(CLEANUP_DEPLOYMENT)
+        except ObjectNotFound:
+            return grace.rotation_id  # nothing can have been scheduled
+        cleanups = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        )
+    if any((r.parameters or {}).get("rotation_id") == grace.rotation_id for r in cleanups):
+        return None
+    return grace.rotation_id
+
+
 def cancel_scheduled_cleanup(rotation_id: str, reason: str) -> list[str]:
     """Cancel the not yet started cleanup runs of rotation ``rotation_id``; returns their ids."""
     from prefect import get_client
@@ -160,12 +195,25 @@ def nonce_rotation(
 
     ``from_version`` None means the current version (rollback: the version to return to).
     """
-    env = parse_environment(environment).value
+    env = parse_environment(environment)
+    check_region(region)
     if rollback:
         return _rollback(env, region, from_version)
     logger = get_run_logger()
     rotation_id = str(flow_run.get_id())
     before = read_nonce_state(env, region)
+    interrupted = interrupted_rotation(before)
+    if interrupted is not None:
+        # An earlier run created v(N+1) and then failed before scheduling its cleanup:
+        # finish that rotation (no new version) instead of refusing or rotating again.
+        logger.warning(
+            "Rotation %s created v%s but its run ended before scheduling the grace cleanup; "
+            "resuming it instead of creating another version",
+            interrupted,
+            before.current.version if before.current else "?",
+        )
+        rotation_id = interrupted
+        from_version = before.grace.old_versions[-1] if before.grace else from_version
     if from_version is None:
         decide_rotation(before, None, rotation_id).raise_if_refused()
         from_version = before.current.version if before.current else 0
@@ -268,7 +316,8 @@ def nonce_grace_cleanup(
 ) -> dict:
     """End rotation ``rotation_id``'s grace period: delete v{old_version} (refuses before the
     grace end unless ``force``, and whenever that rotation's new version is missing)."""
-    env = parse_environment(environment).value
+    env = parse_environment(environment)
+    check_region(region)
     removed = cleanup_previous(env, region, old_version, rotation_id, force)
     _publish_removal(removed, "grace cleanup", [])
     return removed.model_dump(mode="json")

@@ -86,12 +86,11 @@ def infra_rollout(
         provisioner=provisioner,
         approval_timeout_seconds=approval_timeout_seconds,
         busy_wait_seconds=busy_wait_seconds,
+        e2e_driver=e2e_driver,
         out_dir=out_dir,
         root=root,
     )
-    with environment_slot(
-        settings.environment.value, settings.busy_wait_seconds, flow_run.get_id()
-    ):
+    with environment_slot(settings.environment, settings.busy_wait_seconds, flow_run.get_id()):
         return _rollout(settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key)
 
 
@@ -103,7 +102,7 @@ def _rollout(
     gcp_project: str | None,
     gcp_kms_key: str | None,
 ) -> dict:
-    env = settings.environment.value
+    env = settings.environment
     logger = get_run_logger()
     lock_info = f"flow run {flow_run.get_id()}"
 

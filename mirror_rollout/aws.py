@@ -14,6 +14,7 @@ from typing import Any
 
 DEFAULT_REGION = "us-east-1"
 COUNTER_ID = "mirror_rollout.aws.calls"
+UNREACHABLE_ID = "mirror_rollout.aws.unreachable"
 #: Process-wide listeners told of every API call ("service.Operation"); benchmarks
 #: use them to attribute calls to the task that made them.
 CALL_LISTENERS: list[Callable[[str], None]] = []
@@ -57,6 +58,9 @@ class AwsClients:
             client = self.session.client(service, config=retry_config(self._max_attempts))
             # Once per operation (not per HTTP retry): "service.Operation" -> n.
             client.meta.events.register("before-call", self._count, unique_id=COUNTER_ID)
+            client.meta.events.register(
+                "after-call-error", self._name_unreachable, unique_id=UNREACHABLE_ID
+            )
             self._clients[service] = client
         return self._clients[service]
 
@@ -66,4 +70,86 @@ class AwsClients:
         for listener in CALL_LISTENERS:
             listener(operation)
 
+    def _name_unreachable(self, event_name: str, exception: BaseException, **_: Any) -> None:
+        """Give "no valid response" errors the service and operation they came from.
+
+        botocore's connection errors and timeouts name only the endpoint URL; after the
+        standard retries gave up, the message says which call could not get through.
+        """
+        from botocore.exceptions import ConnectionError, HTTPClientError
+
+        if not isinstance(exception, ConnectionError | HTTPClientError):
+            return
+        if len(exception.args) != 1 or getattr(exception, "_named", False):
+            return
+        _, service, operation = [*event_name.split(".", 2), "?", "?"][:3]
+        exception.args = (
+            f"AWS {service} {operation}: no valid response after up to "
+            f"{self._max_attempts + 1} attempts (unreachable or not answering): {exception.args[0]}",
+        )
+        exception._named = True  # type: ignore[attr-defined]
+
     __getitem__ = client
+
+
+#: Error codes botocore's standard retry mode treats as throttling or transient.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+
+
+def is_transient(exc: BaseException | None) -> bool:
+    """An AWS call that may succeed later: throttled, a 5xx, or no valid response at all.
+
+    (After botocore's own retries gave up; a later attempt of the whole step may still work.)
+    """
+    if exc is None:
+        return False
+    from botocore.exceptions import ConnectionError, HTTPClientError
+
+    from mirror_rollout.errors import EndpointError
+
+    if isinstance(exc, ConnectionError | HTTPClientError | EndpointError):
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        code = str(response["Error"].get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in TRANSIENT_CODES or status >= 500
+    return False
+
+
+def failed_with(state: Any) -> BaseException | None:
+    """The exception of a failed Prefect state."""
+    if isinstance(state.data, BaseException):
+        return state.data
+    try:
+        state.result(raise_on_failure=True)
+    except BaseException as raised:
+        return raised
+    return None
+
+
+def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry a task only when AWS was throttling or unreachable."""
+    return is_transient(failed_with(state))

@@ -60,15 +60,29 @@ def rehearse(
         bool, typer.Option("--auto-approve", help="approve as sandbox-auto (sandbox only)")
     ] = False,
     approval_timeout: Annotated[int, typer.Option(help="seconds to wait for approval")] = 3600,
+    busy_wait: Annotated[
+        int,
+        typer.Option(
+            help="seconds to wait while another rollout of the environment runs (0: fail at once)"
+        ),
+    ] = 3600,
 ) -> None:
     """Bring the sandbox up if needed and run infra-rollout on it, with live progress."""
     from mirror_rollout import sandbox
     from mirror_rollout.environments import parse_environment
     from mirror_rollout.rehearsal import rehearse as run_rehearsal
+    from mirror_rollout.settings import validate_settings
 
     parse_environment(env)
     if backend not in ("sandbox", "aws"):
         raise RolloutError(f"unknown backend {backend!r}", "use --backend sandbox or --backend aws")
+    # Every value is checked before the sandbox starts or a run is created.
+    validate_settings(
+        environment=env,
+        backend=backend,
+        approval_timeout_seconds=approval_timeout,
+        busy_wait_seconds=busy_wait,
+    )
     if auto_approve and backend != "sandbox":
         raise RolloutError(
             f"--auto-approve is refused for backend {backend!r}",
@@ -86,7 +100,13 @@ def rehearse(
 
         ui_url = os.environ.get("PREFECT_UI_URL", "").rstrip("/") or "(your Prefect UI)"
     code, _ = run_rehearsal(
-        env, backend, auto_approve, ui_url, console, approval_timeout_seconds=approval_timeout
+        env,
+        backend,
+        auto_approve,
+        ui_url,
+        console,
+        approval_timeout_seconds=approval_timeout,
+        busy_wait_seconds=busy_wait,
     )
     raise typer.Exit(code)
 
@@ -126,18 +146,76 @@ def approve(
     )
 
 
+@app.command("run")
+def run_deployment_cmd(
+    deployment: Annotated[
+        str, typer.Argument(help="FLOW/DEPLOYMENT, e.g. infra-rollout/staging-rollout")
+    ],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="KEY=VALUE flow parameter (JSON values decoded)"),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="follow the run until it ends")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option(help="cancel the run and exit 1 after this many seconds (0: no limit)")
+    ] = 0,
+) -> None:
+    """Run a Prefect deployment on its work pool and follow it.
+
+    Exit 0 if the run Completed; 1 if it Failed, Crashed, was Cancelled or timed out;
+    2 for a usage or API error.
+    """
+    from mirror_rollout.runner import parse_params
+    from mirror_rollout.runner import run as run_deployment
+
+    code = run_deployment(
+        deployment,
+        parse_params(param or []),
+        lambda line: typer.echo(line),
+        wait=wait,
+        timeout=timeout or None,
+    )
+    raise typer.Exit(code)
+
+
 @app.command("force-unlock")
 def force_unlock(
     lock_id: Annotated[str, typer.Argument(help="the lock id from the 'locked by' message")],
     env: EnvOption = "staging",
 ) -> None:
     """Remove a state lock left by a plan or apply that died (sandbox engine state)."""
+    from mirror_rollout.environments import parse_environment
     from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 
-    engine = SandboxEngine(env)
+    engine = SandboxEngine(parse_environment(env))
     holder = engine.store.holder()
     engine.store.force_unlock(lock_id)
     console.print(f"removed the lock of {holder.describe() if holder else lock_id}")
+
+
+@app.command("github-secrets")
+def github_secrets(
+    env: EnvOption = "staging",
+    repo: Annotated[
+        str | None, typer.Option(help="OWNER/NAME to set them in (needs GITHUB_TOKEN)")
+    ] = None,
+    api_url: Annotated[str, typer.Option(help="GitHub REST API base")] = "https://api.github.com",
+    backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
+) -> None:
+    """List the Day 21 GitHub Actions secrets of an environment; with --repo and GITHUB_TOKEN, set them."""
+    from mirror_rollout.settings import parse_settings
+    from tasks.github_secrets.report import rich_table
+    from tasks.github_secrets.run import github_secrets_of, token_from_env
+
+    def show(report) -> None:
+        console.print(rich_table(report))
+        for step in report.next_steps:
+            console.print(step, highlight=False, soft_wrap=True)
+
+    settings = parse_settings(environment=env, backend=backend)
+    github_secrets_of(settings, repo, token_from_env(), api_url, show)
 
 
 def main() -> None:
@@ -152,6 +230,7 @@ def main() -> None:
 
 
 def _as_rollout_error(exc: Exception) -> Exception:
+    import httpx
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
     if isinstance(exc, NoCredentialsError):
@@ -163,6 +242,13 @@ def _as_rollout_error(exc: Exception) -> Exception:
         return RolloutError(
             f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url', '')}",
             "start the sandbox (mirror-rollout sandbox up) or check AWS_ENDPOINT_URL",
+        )
+    if isinstance(exc, httpx.TransportError):
+        from prefect.settings import PREFECT_API_URL
+
+        return RolloutError(
+            f"cannot reach the Prefect API at {PREFECT_API_URL.value()} ({type(exc).__name__})",
+            "start the sandbox (mirror-rollout sandbox up) or set PREFECT_API_URL",
         )
     return exc
 

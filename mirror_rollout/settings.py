@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from mirror_rollout import PROJECT_ROOT
-from mirror_rollout.environments import Environment
+from mirror_rollout.environments import Environment, parse_environment
 from mirror_rollout.errors import ConfigError
 
 Backend = Literal["sandbox", "aws"]
@@ -24,6 +24,7 @@ class RolloutSettings(BaseModel):
     provisioner: ProvisionerName = "auto"
     approval_timeout_seconds: int = Field(3600, ge=5, le=7 * 86400)
     busy_wait_seconds: int = Field(3600, ge=0, le=7 * 86400)
+    e2e_driver: Literal["local", "github"] = "local"
     root: Path = PROJECT_ROOT
     out_dir: Path | None = None
 
@@ -42,11 +43,18 @@ class RolloutSettings(BaseModel):
 
     def output_dir(self, run_name: str) -> Path:
         base = self.out_dir or (self.root / "out")
-        return base / self.environment.value / run_name
+        return base / self.environment / run_name
 
 
 def parse_settings(**values) -> RolloutSettings:
     """Build settings; any invalid value becomes one ConfigError naming the field and the fix."""
+    settings = validate_settings(**values)
+    check_endpoint_matches_backend(settings.backend)
+    return settings
+
+
+def validate_settings(**values) -> RolloutSettings:
+    """The values alone, before any server is reached (what the CLI checks first)."""
     try:
         settings = RolloutSettings(**{k: v for k, v in values.items() if v is not None})
     except ValidationError as exc:
@@ -54,14 +62,15 @@ def parse_settings(**values) -> RolloutSettings:
         field = ".".join(str(p) for p in first["loc"]) or "value"
         given = first.get("input")
         allowed = {
-            "environment": "staging or production",
+            "environment": "the name of an infra/terraform/<name>.tfvars",
             "backend": "sandbox or aws",
             "provisioner": "auto, terraform or sandbox",
             "approval_timeout_seconds": "a number of seconds from 5 to 604800",
             "busy_wait_seconds": "a number of seconds from 0 (fail at once) to 604800",
+            "e2e_driver": "local or github",
         }.get(field, "a valid value")
         raise ConfigError(f"invalid {field} {given!r}: {first['msg']}", f"use {allowed}") from None
-    check_endpoint_matches_backend(settings.backend)
+    parse_environment(settings.environment, settings.root)
     return settings
 
 

@@ -52,6 +52,8 @@ def test_prefect_yaml_declares_the_contract_deployments():
         "nonce_rotation/scheduled",
         "nonce_grace_cleanup/scheduled",
         "drift_detection/daily",
+        "pitr_verification/on-demand",
+        "nonce_rotation_test/on-demand",
     }
 
 

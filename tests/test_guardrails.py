@@ -165,7 +165,7 @@ def test_cli_syntax_error_is_one_line_without_traceback(infra):
 def test_cli_unknown_environment_is_one_clear_error():
     done = run_cli("guardrails", "--env", "prod")
     assert done.returncode == 2
-    assert "unknown environment 'prod'" in done.stderr and "staging, production" in done.stderr
+    assert "unknown environment 'prod'" in done.stderr and "production, staging" in done.stderr
 
 
 def test_gcp_bucket_without_versioning_fails(infra):

@@ -64,14 +64,19 @@ def test_conflict_decision_and_rows() -> None:
     assert rows == [("moto", "u", "12", "healthy", ""), ("gcs", "v", "-", "stopped", "")]
 
 
-def test_exports_point_at_loopback() -> None:
-    cfg = sb.SandboxConfig.resolve(moto_port=1111, gcs_port=2222, prefect_port=3333, env={})
+def test_exports_point_at_loopback(tmp_path) -> None:
+    cfg = sb.SandboxConfig.resolve(
+        state_dir=tmp_path, moto_port=1111, gcs_port=2222, prefect_port=3333, env={}
+    )
     ex = sb.exports(cfg)
     assert ex["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1111"
     assert ex["STORAGE_EMULATOR_HOST"] == "http://127.0.0.1:2222"
     assert ex["PREFECT_API_URL"] == "http://127.0.0.1:3333/api"
     assert ex["AWS_DEFAULT_REGION"] == "us-east-1"
-    assert ex["AWS_ACCESS_KEY_ID"] == ex["AWS_SECRET_ACCESS_KEY"] == "testing"
+    # A key pair of this sandbox's own, kept in its state dir: the same on every call.
+    assert ex["AWS_ACCESS_KEY_ID"].startswith("AKIA") and len(ex["AWS_SECRET_ACCESS_KEY"]) >= 40
+    assert sb.exports(cfg)["AWS_SECRET_ACCESS_KEY"] == ex["AWS_SECRET_ACCESS_KEY"]
+    assert (cfg.state_dir / "credentials.json").stat().st_mode & 0o077 == 0
     env = sb.server_env(cfg, "prefect", {"PREFECT_API_URL": "http://elsewhere/api", "PATH": "/x"})
     assert "PREFECT_API_URL" not in env
     assert env["PATH"] == "/x"

@@ -78,8 +78,23 @@ def test_no_nonce_value_leaves_ssm(rollout, sandbox, tmp_path, capfd):
     for path in files_under(prefect_home):
         places[f"prefect server file {path.name}"] = path.read_bytes().decode("latin-1")
     assert any(name.startswith("prefect server file prefect.db") for name in places)
+    # Result storage of this (client) process, where persisted task results would land.
+    from prefect.settings import get_current_settings
 
+    storage = Path(get_current_settings().results.local_storage_path).expanduser()
+    for path in files_under(storage) if storage.is_dir() else []:
+        places[f"result storage {path.name}"] = path.read_bytes().decode("latin-1")
+
+    # The sandbox's own credentials are as secret as a nonce (sandbox.credentials()).
+    secret_values = [
+        *values,
+        sandbox.exports["AWS_ACCESS_KEY_ID"],
+        sandbox.exports["AWS_SECRET_ACCESS_KEY"],
+    ]
     leaks = [
-        (place, value[:6]) for place, text in places.items() for value in values if value in text
+        (place, value[:6])
+        for place, text in places.items()
+        for value in secret_values
+        if value in text
     ]
     assert leaks == []

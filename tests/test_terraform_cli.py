@@ -574,10 +574,10 @@ def test_tofu_is_the_fallback_and_binary_can_be_named(
 def test_configuration_errors(fake_tf: FakeTerraform, root: Path) -> None:
     with pytest.raises(ConfigError, match="workspace name"):
         TerraformCli("staging", root=root, workspace="../prod")
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="unknown environment 'qa'"):
         TerraformCli("qa", root=root)
     (root / "infra" / "terraform" / "production.tfvars").unlink()
-    with pytest.raises(ConfigError, match=r"production\.tfvars does not exist"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'production'.*use one of: staging"):
         TerraformCli("production", root=root)
     with pytest.raises(ConfigError, match="infra/terraform does not exist"):
         TerraformCli("staging", root=root / "elsewhere")

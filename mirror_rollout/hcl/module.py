@@ -167,7 +167,8 @@ def load_module(directory: Path) -> Module:
     files = sorted(directory.glob("*.tf"))
     if not files:
         raise ConfigError(
-            f"no .tf files in {directory}", "point --infra-dir at a Terraform root module"
+            f"no .tf files in {directory}",
+            "point --root at a checkout whose infra/terraform holds the Terraform root module",
         )
     module = Module(directory=directory, files=files)
     for path in files:

@@ -17,6 +17,20 @@ class ApplyRefused(RolloutError):
     """Apply would not run exactly the reviewed plan; nothing was changed."""
 
 
+class ApplyInterrupted(RolloutError):
+    """Apply stopped part-way: the changes before ``address`` are applied and in state.
+
+    ``applied`` counts them (0: nothing was changed and the plan is still current);
+    ``cause`` is the error that stopped it.
+    """
+
+    def __init__(self, problem: str, fix: str, address: str, applied: int, cause: BaseException):
+        super().__init__(problem, fix)
+        self.address = address
+        self.applied = applied
+        self.cause = cause
+
+
 class StateLocked(RolloutError):
     """Another plan or apply holds the workspace's state lock."""
 

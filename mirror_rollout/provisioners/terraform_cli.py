@@ -43,7 +43,12 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mirror_rollout import PROJECT_ROOT
-from mirror_rollout.environments import Environment, terraform_dir, tfvars_path
+from mirror_rollout.environments import (
+    Environment,
+    parse_environment,
+    terraform_dir,
+    tfvars_path,
+)
 from mirror_rollout.errors import ConfigError, RolloutError
 from mirror_rollout.provisioners.base import (
     AppliedChange,
@@ -344,9 +349,9 @@ class TerraformCli(Provisioner):
         backend_config: Mapping[str, Any] | None = None,
         extra_env: Mapping[str, str] | None = None,
     ):
-        self.environment = Environment(environment)
         self.root = Path(root or PROJECT_ROOT).resolve()
-        self.workspace = workspace or self.environment.value
+        self.environment = parse_environment(environment, self.root)
+        self.workspace = workspace or self.environment
         if not WORKSPACE_NAME.match(self.workspace):
             raise ConfigError(
                 f"workspace name {self.workspace!r} is not valid",
@@ -527,7 +532,7 @@ class TerraformCli(Provisioner):
         sha = sha256_file(plan_file)
         json_path(plan_file).write_text(text)
         meta = PlanMeta(
-            environment=self.environment.value,
+            environment=self.environment,
             workspace=self.workspace,
             sha256=sha,
             prior_serial=prior[0] if prior else None,
@@ -539,7 +544,7 @@ class TerraformCli(Provisioner):
         _log(logging.INFO, f"plan {plan_file.name} ({sha[:12]}…): {summary.headline()}")
         return PlanResult(
             provisioner=self.name,
-            environment=self.environment.value,
+            environment=self.environment,
             workspace=self.workspace,
             plan_file=str(plan_file),
             sha256=sha,
@@ -566,11 +571,11 @@ class TerraformCli(Provisioner):
             ) from None
         if meta.format != META_FORMAT or meta.sha256 != sha:
             raise ApplyRefused(f"{path.name} belongs to another plan than {plan_file.name}", again)
-        if (meta.environment, meta.workspace) != (self.environment.value, self.workspace):
+        if (meta.environment, meta.workspace) != (self.environment, self.workspace):
             raise ApplyRefused(
                 f"{plan_file.name} was made for {meta.environment} (workspace {meta.workspace}), "
-                f"not {self.environment.value} (workspace {self.workspace})",
-                f"apply it with --env {meta.environment}, or plan {self.environment.value}",
+                f"not {self.environment} (workspace {self.workspace})",
+                f"apply it with --env {meta.environment}, or plan {self.environment}",
             )
         return meta
 

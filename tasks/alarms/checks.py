@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mirror_rollout import contract
-from mirror_rollout.environments import Environment
+from mirror_rollout.environments import environments
 from mirror_rollout.results import CheckResult, Evidence, Severity, Status
 
 ALARM_CONFIG = "ALARM-001"
@@ -147,7 +147,7 @@ def check_alarm_config(
 def extra_alarms(env: str, names: Iterable[str]) -> list[str]:
     """Alarms with the project prefix that the contract does not name (other envs' own excluded)."""
     known = {spec.full_name(env) for spec in contract.ALARMS}
-    others = tuple(f"{contract.PREFIX}-{e.value}-" for e in Environment if e.value != env)
+    others = tuple(f"{contract.PREFIX}-{e}-" for e in environments() if e != env)
     return sorted(
         n
         for n in names

@@ -13,6 +13,8 @@ from tasks.alarms.calls import error_code, now
 PROBE_QUEUE_PREFIX = "mirror-rollout-probe-"
 #: Long polls never exceed SQS's 20 s maximum (below the clients' 30 s read timeout).
 MAX_WAIT_SECONDS = 20
+#: Error codes of a queue that does not exist (query-compatible and JSON SQS).
+GONE_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
 
 
 def probe_queue_name(environment: str, probe_id: str) -> str:
@@ -51,9 +53,11 @@ class ProbeQueue:
         self.subscription_arn: str | None = None
         self.bodies: list[str] = []
         self._seen: set[str] = set()
+        self._opening = False  # CreateQueue was sent (its response may have been lost)
 
     def open(self) -> Evidence:
         """Queue + policy + subscription; raises the API error if any step fails."""
+        self._opening = True
         self.queue_url = self.sqs.create_queue(
             QueueName=self.name,
             Attributes={"MessageRetentionPeriod": "900", "ReceiveMessageWaitTimeSeconds": "0"},
@@ -105,8 +109,34 @@ class ProbeQueue:
         return self.bodies, time.monotonic() - started
 
     def close(self) -> Evidence:
-        """Unsubscribe and delete the queue; every step is attempted, errors are collected."""
+        """Unsubscribe and delete the queue; every step is attempted, errors are collected.
+
+        A queue or subscription whose creating call lost its response (so its URL/ARN
+        is unknown here) is found by name / endpoint and removed too.
+        """
         errors: dict[str, str] = {}
+        if self._opening and self.queue_url is None:
+            try:
+                self.queue_url = self.sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+            except Exception as exc:
+                if error_code(exc) not in GONE_QUEUE:
+                    errors["get_queue_url"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+        if self.queue_arn and self.subscription_arn is None:
+            try:
+                self.subscription_arn = next(
+                    (
+                        s["SubscriptionArn"]
+                        for page in self.sns.get_paginator("list_subscriptions_by_topic").paginate(
+                            TopicArn=self.topic_arn
+                        )
+                        for s in page.get("Subscriptions", [])
+                        if s.get("Endpoint") == self.queue_arn
+                    ),
+                    None,
+                )
+            except Exception as exc:
+                if error_code(exc) != "NotFound":
+                    errors["find_subscription"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
         if self.subscription_arn and self.subscription_arn != "PendingConfirmation":
             try:
                 self.sns.unsubscribe(SubscriptionArn=self.subscription_arn)
@@ -117,7 +147,7 @@ class ProbeQueue:
             try:
                 self.sqs.delete_queue(QueueUrl=self.queue_url)
             except Exception as exc:
-                if error_code(exc) not in ("AWS.SimpleQueueService.NonExistentQueue",):
+                if error_code(exc) not in GONE_QUEUE:
                     errors["delete_queue"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
         return Evidence(
             source=f"sqs:DeleteQueue {self.name}",

@@ -17,7 +17,7 @@ from typing import Any
 from prefect import task
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients
+from mirror_rollout.aws import AwsClients, is_transient, retry_if_transient
 from mirror_rollout.evidence import Capabilities, ValidationFailed, capabilities, publish
 from mirror_rollout.results import CheckResult, Evidence, Status
 from tasks.alarms import checks as c
@@ -232,8 +232,8 @@ def _subscribe(probe: ProbeQueue, topic_arn: str, results: list[CheckResult]) ->
         evidence = probe.open()
     except Exception as exc:
         code = error_code(exc)
-        if not code:
-            raise
+        if not code or is_transient(exc):
+            raise  # throttled or unreachable: says nothing about the topic; the task retries
         results.append(
             c.result(
                 c.SNS_SUBSCRIBE,
@@ -328,7 +328,14 @@ def _history_and_notifications(
     return results
 
 
-@task(name="alarm-probe", task_run_name="alarm-probe-{environment}")
+# Retried only when AWS throttled or did not answer; a retry is a new probe with its own queue.
+@task(
+    name="alarm-probe",
+    task_run_name="alarm-probe-{environment}",
+    retries=2,
+    retry_delay_seconds=[5, 20],
+    retry_condition_fn=retry_if_transient,
+)
 def alarm_probe(
     environment: str,
     region: str,

@@ -7,9 +7,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from mirror_rollout.aws import failed_with, is_transient
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners import make_provisioner
-from mirror_rollout.provisioners.base import ApplyResult, PlanResult
+from mirror_rollout.provisioners.base import ApplyInterrupted, ApplyResult, PlanResult
 from mirror_rollout.settings import RolloutSettings
 
 
@@ -17,9 +18,25 @@ class ReplanNotEmpty(RolloutError):
     pass
 
 
-# No automatic retries: a half-applied plan is stale by construction (the state
-# serial moved), so a retry could only be refused; the operator re-plans instead.
-@task(name="apply", task_run_name="apply-{settings.environment.value}")
+def retry_before_any_change(_task, _task_run, state) -> bool:
+    """Retry only while nothing was changed (AWS throttling or unreachable at the start).
+
+    A half-applied plan is stale by construction (the state serial moved), so a retry
+    could only be refused; then the operator re-plans instead.
+    """
+    exc = failed_with(state)
+    if isinstance(exc, ApplyInterrupted):
+        return exc.applied == 0 and is_transient(exc.cause)
+    return is_transient(exc)
+
+
+@task(
+    name="apply",
+    task_run_name="apply-{settings.environment}",
+    retries=2,
+    retry_delay_seconds=[10, 30],
+    retry_condition_fn=retry_before_any_change,
+)
 def apply(
     settings: RolloutSettings, plan_file: str, approved_sha256: str, lock_info: str = ""
 ) -> ApplyResult:
@@ -33,8 +50,8 @@ def apply(
     provisioner = make_provisioner(settings, lock_info, on_change=log_change)
     result = provisioner.apply(Path(plan_file), approved_sha256)
     create_markdown_artifact(
-        key=f"{settings.environment.value}-outputs",
-        markdown=outputs_markdown(settings.environment.value, result),
+        key=f"{settings.environment}-outputs",
+        markdown=outputs_markdown(settings.environment, result),
         description=f"Outputs after apply of {approved_sha256[:12]}",
     )
     return result
@@ -60,7 +77,7 @@ def outputs_markdown(environment: str, result: ApplyResult) -> str:
 
 @task(
     name="re-plan",
-    task_run_name="re-plan-{settings.environment.value}",
+    task_run_name="re-plan-{settings.environment}",
     retries=2,
     retry_delay_seconds=[2, 10],
 )

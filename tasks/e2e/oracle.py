@@ -37,6 +37,10 @@ def describe_error(exc: BaseException) -> str:
     code = error_code(exc)
     if code:
         message = str(getattr(exc, "response", {}).get("Error", {}).get("Message", ""))[:200]
+        operation = getattr(exc, "operation_name", None)
+        if operation:  # e.g. "ThrottlingException on PutItem after 6 attempts: Rate exceeded"
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts")  # type: ignore[attr-defined]
+            code += f" on {operation}" + (f" after {attempts + 1} attempts" if attempts else "")
         return f"{code}: {message}" if message else code
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
@@ -198,11 +202,18 @@ class OracleClient:
             moment=datetime.now(UTC),
         )
         table = self.tables["fp-events"]
-        self._table("fp-events").put_item(
-            Item=self.item, ConditionExpression=checks.CONDITION_NEW_EVENT
-        )
+        note = ""
+        try:
+            self._table("fp-events").put_item(
+                Item=self.item, ConditionExpression=checks.CONDITION_NEW_EVENT
+            )
+        except Exception as exc:
+            # A put whose response was lost is retried by botocore and then meets its own item.
+            if error_code(exc) != "ConditionalCheckFailedException" or not self._recorded():
+                raise
+            note = " (written by an earlier attempt whose response was lost)"
         return passed(
-            f"put {self.item['pk']} / {self.item['sk']}",
+            f"put {self.item['pk']} / {self.item['sk']}{note}",
             event_id,
             source=f"dynamodb:PutItem {self.clients.region} {table}",
             pk=self.item["pk"],
@@ -210,6 +221,13 @@ class OracleClient:
             nonceVersion=self.item["context"]["nonceVersion"],
             condition=checks.CONDITION_NEW_EVENT,
         )
+
+    def _recorded(self) -> bool:
+        """Is this run's FP event (same eventId) stored under its key?"""
+        assert self.item is not None
+        key = {"pk": self.item["pk"], "sk": self.item["sk"]}
+        found = self._table("fp-events").get_item(Key=key, ConsistentRead=True).get("Item")
+        return bool(found) and found.get("eventId") == self.item["eventId"]
 
     def reject_duplicate(self) -> Verdict:
         if self.item is None:
@@ -287,13 +305,25 @@ class OracleClient:
         expires = int(
             (datetime.now(UTC) + timedelta(hours=checks.BLOCK_COUNTER_TTL_HOURS)).timestamp()
         )
-        response = table.update_item(
-            Key=key,
-            UpdateExpression="ADD #count :one SET expiresAt = :expires",
-            ExpressionAttributeNames={"#count": "count"},
-            ExpressionAttributeValues={":one": 1, ":expires": expires},
-            ReturnValues="UPDATED_NEW",
-        )
+        # Exactly one increment even when botocore resends an update whose response was
+        # lost: the update carries a token, and a second application of it is refused.
+        token = f"{self.run_id}#{uuid.uuid4().hex[:12]}"
+        try:
+            response = table.update_item(
+                Key=key,
+                UpdateExpression="ADD #count :one SET expiresAt = :expires, #last = :token",
+                ConditionExpression="attribute_not_exists(#last) OR #last <> :token",
+                ExpressionAttributeNames={"#count": "count", "#last": "lastIncrement"},
+                ExpressionAttributeValues={":one": 1, ":expires": expires, ":token": token},
+                ReturnValues="UPDATED_NEW",
+            )
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            current = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+            if current.get("lastIncrement") != token:
+                raise
+            response = {"Attributes": {"count": current.get("count")}}
         after_raw = response.get("Attributes", {}).get("count")
         after = int(after_raw) if after_raw is not None else None
         verdict = checks.judge_counter(before, after)

@@ -151,7 +151,7 @@ class TableSchema(Guardrail):
     title = "Table names, keys, GSI, TTL and billing as the Oracle expects"
 
     def inspect(self, view):
-        env = view.env.value
+        env = view.env
         for spec, table in _tables(view):
             if table is None:
                 yield missing(view, spec.address, view.tfvars_dir)
@@ -233,13 +233,13 @@ class KeyDeletionWindow(Guardrail):
                 "aws_kms_key", view.tfvars_dir, False, "no single aws_kms_key to inspect"
             )
             return
-        expected = contract.KMS_DELETION_WINDOW_DAYS[view.env.value]
+        expected = contract.kms_deletion_window_days(view.env)
         window = key.config.get("deletion_window_in_days")
         problems = (
             []
             if window == expected
             else [
-                f"deletion_window_in_days is {window!r} for {view.env.value}, expected {expected} (set kms_deletion_window_days in {view.env.value}.tfvars)"
+                f"deletion_window_in_days is {window!r} for {view.env}, expected {expected} (set kms_deletion_window_days in {view.env}.tfvars)"
             ]
         )
         yield self.observe(key, problems, f"{window} days")
@@ -251,7 +251,7 @@ class KeyAlias(Guardrail):
     title = "KMS alias alias/mirror-dissonance-{env} on the project key"
 
     def inspect(self, view):
-        expected = f"alias/{contract.PREFIX}-{view.env.value}"
+        expected = f"alias/{contract.PREFIX}-{view.env}"
         aliases = view.of_type("aws_kms_alias")
         if not aliases:
             yield missing(view, "aws_kms_alias", view.tfvars_dir)
@@ -301,12 +301,10 @@ class NonceName(Guardrail):
             problems = []
             if isinstance(name, str) and contract.NONCE_LEGACY_NAME.search(name):
                 problems.append(
-                    f"{name!r} uses the retired guardian/{{env}}/redaction/nonce/vN form; use {contract.nonce_parameter(view.env.value, 1)}"
+                    f"{name!r} uses the retired guardian/{{env}}/redaction/nonce/vN form; use {contract.nonce_parameter(view.env, 1)}"
                 )
-            elif match is None or match["env"] != view.env.value:
-                problems.append(
-                    f"name {name!r} must be {contract.nonce_parameter(view.env.value, 1)}"
-                )
+            elif match is None or match["env"] != view.env:
+                problems.append(f"name {name!r} must be {contract.nonce_parameter(view.env, 1)}")
             yield self.observe(param, problems, str(name))
 
 
@@ -380,16 +378,14 @@ def _alarms(view: InfraView) -> dict[str, ResourceView]:
 
 
 def _topic(view: InfraView) -> ResourceView | None:
-    expected = contract.name(view.env.value, "ops-alerts")
+    expected = contract.name(view.env, "ops-alerts")
     return next(
         (t for t in view.of_type("aws_sns_topic") if t.config.get("name") == expected), None
     )
 
 
 def _missing_topic(view: InfraView) -> Observation:
-    return missing(
-        view, f"aws_sns_topic {contract.name(view.env.value, 'ops-alerts')}", view.tfvars_dir
-    )
+    return missing(view, f"aws_sns_topic {contract.name(view.env, 'ops-alerts')}", view.tfvars_dir)
 
 
 @guardrail
@@ -398,7 +394,7 @@ class AlarmInventory(Guardrail):
     title = "Exactly the 8 alarms of the contract"
 
     def inspect(self, view):
-        env = view.env.value
+        env = view.env
         alarms = _alarms(view)
         expected = {spec.full_name(env) for spec in contract.ALARMS}
         for name in sorted(expected - alarms.keys()):
@@ -422,7 +418,7 @@ class AlarmDefinition(Guardrail):
     )
 
     def inspect(self, view):
-        env = view.env.value
+        env = view.env
         alarms = _alarms(view)
         for spec in contract.ALARMS:
             alarm = alarms.get(spec.full_name(env))
@@ -527,7 +523,7 @@ class DashboardWidgets(Guardrail):
     title = "Dashboard covers capacity, errors, SSM failures, circuit breaker, alarm status"
 
     def inspect(self, view):
-        env = view.env.value
+        env = view.env
         boards = [
             d
             for d in view.of_type("aws_cloudwatch_dashboard")
@@ -558,7 +554,7 @@ class DashboardWidgets(Guardrail):
 
 # -- S3 --------------------------------------------------------------------------------
 def _bucket(view: InfraView, suffix: str) -> ResourceView | None:
-    expected = contract.name(view.env.value, suffix)
+    expected = contract.name(view.env, suffix)
     return next(
         (b for b in view.of_type("aws_s3_bucket") if b.config.get("bucket") == expected), None
     )
@@ -605,7 +601,7 @@ class _BaselinesBucketCheck(Guardrail):
         bucket = _bucket(view, "baselines")
         if bucket is None:
             yield missing(
-                view, f"aws_s3_bucket {contract.name(view.env.value, 'baselines')}", view.tfvars_dir
+                view, f"aws_s3_bucket {contract.name(view.env, 'baselines')}", view.tfvars_dir
             )
             return
         yield self.observe(bucket, type(self).aspect(view, bucket), self.title)
@@ -643,7 +639,7 @@ class AuditTrail(Guardrail):
         if bucket is None:
             yield missing(
                 view,
-                f"aws_s3_bucket {contract.name(view.env.value, 'audit-logs')}",
+                f"aws_s3_bucket {contract.name(view.env, 'audit-logs')}",
                 view.tfvars_dir,
             )
         else:

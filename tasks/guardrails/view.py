@@ -84,8 +84,8 @@ def load_view(env: Environment, root: Path) -> InfraView:
     tf_dir = terraform_dir(root)
     module = load_module(tf_dir)
     tfvars = {p.name: read_tfvars(p) for p in sorted(tf_dir.glob("*.tfvars"))}
-    variables = resolve_variables(module, [tf_dir / f"{env.value}.tfvars"])
-    config = Configuration(module, variables, workspace=env.value)
+    variables = resolve_variables(module, [tf_dir / f"{env}.tfvars"])
+    config = Configuration(module, variables, workspace=env)
     backend_file = next(
         (
             str(_relative(p, root))
@@ -106,8 +106,8 @@ def load_view(env: Environment, root: Path) -> InfraView:
     g_dir = gcp_dir(root)
     if g_dir.is_dir() and any(g_dir.glob("*.tf")):
         gmodule = load_module(g_dir)
-        gvars_file = g_dir / f"{env.value}.tfvars"
+        gvars_file = g_dir / f"{env}.tfvars"
         gvariables = resolve_variables(gmodule, [gvars_file] if gvars_file.exists() else [])
-        view.gcp = _resources(Configuration(gmodule, gvariables, workspace=env.value), root)
+        view.gcp = _resources(Configuration(gmodule, gvariables, workspace=env), root)
         view.gcp_variables = gvariables
     return view

@@ -97,7 +97,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def _env(environment: str) -> str:
-    return parse_environment(environment).value
+    return parse_environment(environment)
 
 
 class RotationResult(BaseModel):

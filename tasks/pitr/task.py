@@ -8,7 +8,7 @@ from collections.abc import Callable
 from prefect import task
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients
+from mirror_rollout.aws import AwsClients, retry_if_transient
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.alarms.calls import calls_observed, error_code, now, run_logger
@@ -33,8 +33,12 @@ def verify_pitr(
     backoff_seconds: float = 2.0,
     max_backoff_seconds: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
+    enable: bool = True,
 ) -> list[CheckResult]:
-    """One DescribeContinuousBackups per unsettled table per attempt; enable where DISABLED."""
+    """One DescribeContinuousBackups per unsettled table per attempt; enable where DISABLED.
+
+    ``enable=False`` only reads: a DISABLED table is judged as it is (a FAIL).
+    """
     ddb = clients.client("dynamodb")
     region = clients.region
     logger = run_logger()
@@ -60,6 +64,8 @@ def verify_pitr(
             probe.reads.append(Evidence(source=source, observed={"attempt": attempt, **desc}))
             action = next_action(desc)
             if action == "enable":
+                if not enable:
+                    continue
                 if not _enable(ddb, probe, region, attempt):
                     continue
                 logger.warning("PITR was DISABLED on %s: %s", probe.table, ENABLED_BY_ROLLOUT)
@@ -123,7 +129,14 @@ def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
     return True
 
 
-@task(name="pitr", task_run_name="pitr-{environment}")
+# Idempotent: a retry re-reads and enables only where PITR is still off.
+@task(
+    name="pitr",
+    task_run_name="pitr-{environment}",
+    retries=2,
+    retry_delay_seconds=[5, 20],
+    retry_condition_fn=retry_if_transient,
+)
 def pitr(
     environment: str,
     region: str,
@@ -140,6 +153,34 @@ def pitr(
         raise ValidationFailed(
             "PITR not verified: " + "; ".join(r.message for r in failed),
             f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
+            results=results,
+        )
+    return results
+
+
+@task(name="pitr-verify", task_run_name="pitr-verify-{environment}")
+def pitr_verify(
+    environment: str,
+    region: str | None = None,
+    enable: bool = False,
+    max_attempts: int = 8,
+    backoff_seconds: float = 2.0,
+) -> list[CheckResult]:
+    """Verify PITR on the three tables, changing nothing unless ``enable``; ``{env}-pitr-verification``."""
+    clients = AwsClients(region)
+    results = verify_pitr(clients, environment, max_attempts, backoff_seconds, enable=enable)
+    mode = "enable where off" if enable else "read-only"
+    publish(
+        f"{environment}-pitr-verification",
+        results,
+        f"PITR verification of the {environment} tables in {clients.region} ({mode})",
+    )
+    failed = [r for r in results if r.blocking]
+    if failed:
+        raise ValidationFailed(
+            "PITR not verified: " + "; ".join(r.message for r in failed),
+            f"see the {environment}-pitr-verification artifact; create the missing table (run "
+            "the rollout) or enable PITR (verify again with enable=true)",
             results=results,
         )
     return results

@@ -16,7 +16,7 @@ from tasks.plan.review import review_markdown
 
 @task(
     name="plan",
-    task_run_name="plan-{settings.environment.value}",
+    task_run_name="plan-{settings.environment}",
     retries=2,
     retry_delay_seconds=[2, 10],
 )

@@ -20,13 +20,19 @@ from typing import Any
 
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.environments import Environment, terraform_dir, tfvars_path
+from mirror_rollout.environments import (
+    Environment,
+    parse_environment,
+    terraform_dir,
+    tfvars_path,
+)
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.hcl.config import Configuration, Instance, body_values, resolve_variables
 from mirror_rollout.hcl.module import Module, load_module
 from mirror_rollout.hcl.values import Unknown, is_known, map_leaves
 from mirror_rollout.provisioners.base import (
     AppliedChange,
+    ApplyInterrupted,
     ApplyRefused,
     ApplyResult,
     PlanResult,
@@ -189,8 +195,10 @@ class SandboxEngine(Provisioner):
         on_change: Callable[[AppliedChange], None] | None = None,
     ):
         self.on_change = on_change
-        self.environment = Environment(environment)
+        self._to_apply = 0
+        self._last_change: str | None = None  # applied but not yet saved in state
         self.root = Path(root or PROJECT_ROOT)
+        self.environment = parse_environment(environment, self.root)
         self.module = load_module(terraform_dir(self.root))
         self.tfvars = [tfvars_path(self.environment, self.root)]
         if not self.tfvars[0].is_file():
@@ -199,7 +207,7 @@ class SandboxEngine(Provisioner):
                 f"create {self.tfvars[0].name} next to the .tf files",
             )
         self.variables = resolve_variables(self.module, self.tfvars, variable_overrides)
-        self.workspace = workspace or self.environment.value
+        self.workspace = workspace or self.environment
         self.backend = Backend.from_block(self.module.backend, backend_overrides)
         self.aws = aws or AwsClients(
             self.backend.region
@@ -259,7 +267,7 @@ class SandboxEngine(Provisioner):
             document, not_provisionable = self._plan_document(state)
         envelope = {
             "format": PLAN_FORMAT,
-            "environment": self.environment.value,
+            "environment": self.environment,
             "workspace": self.workspace,
             "backend": self.backend.model_dump(),
             "config_sha256": config_digest(self.module, self.tfvars),
@@ -272,7 +280,7 @@ class SandboxEngine(Provisioner):
         sha = hashlib.sha256(plan_file.read_bytes()).hexdigest()
         return PlanResult(
             provisioner=self.name,
-            environment=self.environment.value,
+            environment=self.environment,
             workspace=self.workspace,
             plan_file=str(plan_file),
             sha256=sha,
@@ -487,6 +495,7 @@ class SandboxEngine(Provisioner):
         applied_values = {a: inst.attributes for a, (_, inst) in instances.items()}
         planned = {c.address: c for c in document.managed_changes()}
         result = ApplyResult(sha256="")
+        self._to_apply = sum(1 for c in planned.values() if c.action != "no-op")
         known_handlers = _handlers()
 
         def current_value(instance: Instance, config: dict[str, Any]) -> dict[str, Any]:
@@ -605,12 +614,28 @@ class SandboxEngine(Provisioner):
 
     def _run(self, result: ApplyResult, address: str, action: str, step) -> Any:
         started = time.monotonic()
-        outcome = step()
+        try:
+            outcome = step()
+        except ApplyRefused:
+            raise
+        except Exception as exc:
+            done = len(result.applied)
+            raise ApplyInterrupted(
+                f"apply stopped at {address} ({action}), change {done + 1} of "
+                f"{self._to_apply}: {exc}",
+                f"the {done} change(s) before it are applied and recorded in state, nothing "
+                "after it was attempted; when AWS answers again, plan again (the new plan "
+                "holds only what is left) and have it approved",
+                address,
+                done,
+                exc,
+            ) from exc
         attributes, note = outcome if isinstance(outcome, tuple) else (outcome, "")
         change = AppliedChange(
             address=address, action=action, seconds=round(time.monotonic() - started, 3), note=note
         )
         result.applied.append(change)
+        self._last_change = address
         if self.on_change is not None:
             self.on_change(change)
         return attributes
@@ -703,7 +728,20 @@ class SandboxEngine(Provisioner):
 
     def _persist(self, state: StateDocument) -> None:
         state.serial += 1
-        self.store.write(state)
+        try:
+            self.store.write(state)
+        except Exception as exc:
+            last = self._last_change or "the outputs"
+            raise ApplyInterrupted(
+                f"apply stopped: the state after {last} could not be saved to "
+                f"s3://{self.backend.bucket}/{self.store.path}: {exc}",
+                f"{last} is changed in AWS but not recorded in state: compare the resource "
+                "with the state (and import or remove it) before planning again",
+                last,
+                -1,
+                exc,
+            ) from exc
+        self._last_change = None
 
     # -- reads ------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:

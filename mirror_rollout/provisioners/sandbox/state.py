@@ -158,15 +158,15 @@ class StateStore:
     def holder(self) -> LockInfo | None:
         if not self.backend.dynamodb_table:
             return None
-        item = (
-            self.aws.client("dynamodb")
-            .get_item(
+        dynamodb = self.aws.client("dynamodb")
+        try:
+            item = dynamodb.get_item(
                 TableName=self.backend.dynamodb_table,
                 Key={"LockID": {"S": self.lock_id}},
                 ConsistentRead=True,
-            )
-            .get("Item")
-        )
+            ).get("Item")
+        except dynamodb.exceptions.ResourceNotFoundException:
+            return None  # no lock table yet: nothing was ever planned here
         if not item or "Info" not in item:
             return None
         return LockInfo.model_validate_json(item["Info"]["S"])
@@ -197,21 +197,45 @@ class StateStore:
             )
         except ddb.exceptions.ConditionalCheckFailedException:
             current = self.holder()
-            who = current.describe() if current else "an unknown holder"
-            raise StateLocked(
-                f"state of workspace {self.workspace!r} is locked by {who}",
-                "wait for that run to finish; if it died, remove the lock with `mirror-rollout force-unlock "
-                f"--env {self.workspace} {current.ID if current else 'LOCK_ID'}`",
-            ) from None
+            # Ours: the put landed but its response was lost, and botocore's retry found it.
+            if current is None or current.ID != lock.ID:
+                who = current.describe() if current else "an unknown holder"
+                raise StateLocked(
+                    f"state of workspace {self.workspace!r} is locked by {who}",
+                    "wait for that run to finish; if it died, remove the lock with `mirror-rollout force-unlock "
+                    f"--env {self.workspace} {current.ID if current else 'LOCK_ID'}`",
+                ) from None
+        failure: BaseException | None = None
         try:
             yield lock
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
+            self._release(lock, failure)
+
+    def _release(self, lock: LockInfo, failure: BaseException | None) -> None:
+        ddb = self.aws.client("dynamodb")
+        try:
             ddb.delete_item(
-                TableName=table,
+                TableName=self.backend.dynamodb_table,
                 Key={"LockID": {"S": self.lock_id}},
                 ConditionExpression="contains(Info, :id)",
                 ExpressionAttributeValues={":id": {"S": lock.ID}},
             )
+        except ddb.exceptions.ConditionalCheckFailedException:
+            current = self.holder()
+            if current is not None and current.ID == lock.ID:
+                raise
+            # Released already: an earlier attempt's delete landed, its response was lost.
+        except Exception as exc:
+            before = f"; before that, {lock.Operation} had failed: {failure}" if failure else ""
+            raise StateLocked(
+                f"the state lock {lock.ID} of workspace {self.workspace!r} could not be "
+                f"released: {exc}{before}",
+                "when AWS answers again, remove it with `mirror-rollout force-unlock "
+                f"--env {self.workspace} {lock.ID}`",
+            ) from failure or exc
 
     def force_unlock(self, lock_id: str) -> None:
         current = self.holder()

@@ -1,0 +1,112 @@
+"""Shared parts of the benchmarks: sandbox, a quiet staging rollout, machine details, RESULTS.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+
+from mirror_rollout import sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+#: The staging rehearsal on a sandbox that is already up should take less than this.
+TARGET_SECONDS = 30.0
+#: Other work on the machine skews timings; the 1-minute load average is recorded with them.
+LOAD_AT_START = os.getloadavg()[0]
+
+
+def sandbox_ready() -> tuple[sandbox.SandboxConfig, str]:
+    """Bring the sandbox up if needed (not timed) and point this process at it.
+
+    Returns the config and a note for the results: reused, or started (and how long it took).
+    """
+    config = sandbox.SandboxConfig.resolve()
+    started = time.monotonic()
+    statuses = sandbox.up(config)
+    seconds = time.monotonic() - started
+    sandbox.activate(config)
+    servers = [s for s in statuses if s.name in sandbox.SERVERS]
+    if all(s.reused for s in servers):
+        note = "sandbox already up, reused"
+    else:
+        note = f"sandbox started by this script first ({seconds:.1f} s, not counted)"
+    return config, note
+
+
+def reset_moto(config: sandbox.SandboxConfig) -> None:
+    """Empty moto, so the rollout creates everything again."""
+    request = urllib.request.Request(config.url("moto") + "/moto-api/reset", method="POST")
+    urllib.request.urlopen(request).read()
+
+
+def run_rollout(config: sandbox.SandboxConfig) -> tuple[int, str, float]:
+    """One auto-approved staging rollout in this process: (exit code, flow run id, wall seconds)."""
+    from mirror_rollout.rehearsal import rehearse
+
+    started = time.monotonic()
+    with open(os.devnull, "w") as devnull:  # the benches print their own tables
+        code, run_id = rehearse(
+            "staging",
+            "sandbox",
+            True,
+            config.ui_url,
+            Console(file=devnull),
+            approval_timeout_seconds=120,
+            report=False,
+        )
+    return code, run_id, time.monotonic() - started
+
+
+def cpu_seconds(children: bool = False) -> float:
+    """CPU time (user + system) of this process, or of its finished child processes."""
+    t = os.times()
+    return t.children_user + t.children_system if children else t.user + t.system
+
+
+def server_cpu_seconds(config: sandbox.SandboxConfig) -> float:
+    """CPU time used so far by the sandbox servers (moto, GCS, Prefect) and their process groups."""
+    total = 0.0
+    for name in sandbox.SERVERS:
+        record = sandbox.PidRecord.load(config.pid_file(name))
+        for pid in sandbox.group_members(record.pgid) if record else []:
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def ram_gib() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+def machine() -> str:
+    """Platform, cores, RAM, Python, and the load at the start (the machine may be shared)."""
+    return (
+        f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} cores, "
+        f"{ram_gib():.1f} GiB RAM, Python {platform.python_version()}, "
+        f"load average {LOAD_AT_START:.2f} at start"
+    )
+
+
+def append_results(title: str, command: str, setting: str, body: list[str]) -> None:
+    """Append one dated section to bench/RESULTS.md."""
+    lines = [
+        f"## {title} — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        "",
+        f"Machine: {machine()}.",
+        f"Command: `{command}` ({setting}).",
+        "",
+        *body,
+        "",
+    ]
+    with RESULTS.open("a") as out:
+        out.write("\n".join(lines) + "\n")
