@@ -5,13 +5,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: rehearse test lint sandbox-down
+.PHONY: setup rehearse test lint sandbox-down
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+## Only create .venv with the project and its dev tools.
+setup: $(STAMP)
 
 ## Bring the sandbox up and run the staging rollout on it, approved as "sandbox-auto".
 rehearse: $(STAMP)

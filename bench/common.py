@@ -45,20 +45,23 @@ def reset_moto(config: sandbox.SandboxConfig) -> None:
     urllib.request.urlopen(request).read()
 
 
-def run_rollout(config: sandbox.SandboxConfig) -> tuple[int, str, float]:
-    """One auto-approved staging rollout in this process: (exit code, flow run id, wall seconds)."""
+def run_rollout(
+    config: sandbox.SandboxConfig, environment: str = "staging", **flow_params
+) -> tuple[int, str, float]:
+    """One auto-approved rollout in this process: (exit code, flow run id, wall seconds)."""
     from mirror_rollout.rehearsal import rehearse
 
     started = time.monotonic()
     with open(os.devnull, "w") as devnull:  # the benches print their own tables
         code, run_id = rehearse(
-            "staging",
+            environment,
             "sandbox",
             True,
             config.ui_url,
             Console(file=devnull),
             approval_timeout_seconds=120,
             report=False,
+            **flow_params,
         )
     return code, run_id, time.monotonic() - started
 

@@ -41,10 +41,10 @@ def drift_detection(
     )
     if replan.is_completed():
         planned = replan.result()
-        region = planned.document.variables.get("region", {}).get("value") or AwsClients().region
+        region = planned.document.variables.get("region", {}).get("value") or AwsClients(environment=env).region
         results = [replan_result(env, None, planned.summary.headline())]
     else:
-        region = AwsClients().region
+        region = AwsClients(environment=env).region
         results = [replan_result(env, replan.result(raise_on_failure=False))]
 
     # (b) the live settings against the baseline the last rollout recorded.

@@ -80,7 +80,7 @@ def grace_check(
     environment: str, region: str, rotation_id: str, old_version: int, new_version: int
 ) -> list[CheckResult]:
     """During the grace period: both versions live and readable, the newest one used."""
-    aws = AwsClients(region)
+    aws = AwsClients(region, environment=environment)
     state = store.read_state(aws, environment)
     prefix = parameter_prefix(environment)
     grace = state.grace
@@ -151,7 +151,7 @@ def grace_check(
 )
 def after_check(environment: str, region: str, end: str, remaining: int) -> list[CheckResult]:
     """After rollback/cleanup: only ``remaining`` is live, it is readable and it is used."""
-    aws = AwsClients(region)
+    aws = AwsClients(region, environment=environment)
     state = store.read_state(aws, environment)
     prefix = parameter_prefix(environment)
     real, _ = _readable(aws, environment, [remaining])
@@ -190,7 +190,7 @@ def nonce_rotation_test(
     if end not in ENDS:
         raise ConfigError(f"unknown end {end!r}", f"use one of: {', '.join(ENDS)}")
     logger = get_run_logger()
-    before = store.read_state(AwsClients(region), env)
+    before = store.read_state(AwsClients(region, environment=environment), env)
     # The rotation would refuse too; refusing here says so before anything runs.
     decide_rotation(before, None).raise_if_refused()
 

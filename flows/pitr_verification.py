@@ -23,7 +23,7 @@ def pitr_verification(
 ) -> dict:
     """Fail unless every table reports PITR ENABLED with an EarliestRestorableDateTime."""
     env = parse_environment(environment)
-    region = AwsClients(region).region
+    region = AwsClients(region, environment=env).region
     results = pitr_verify(env, region, enable=enable, max_attempts=max_attempts)
     for r in results:
         get_run_logger().info("%s %s: %s", r.status.value, r.subject, r.message)

@@ -29,6 +29,7 @@ from tasks.dashboard.task import dashboard
 from tasks.drift.task import record_baseline
 from tasks.e2e.task import e2e_cycle
 from tasks.expectations.records import alarm_records, pitr_records
+from tasks.expectations.runner import warm_up as warm_up_expectations
 from tasks.expectations.task import validate
 from tasks.gcp.provision import provision_sandbox_bucket
 from tasks.gcp.task import gcs_baselines
@@ -104,6 +105,7 @@ def _rollout(
 ) -> dict:
     env = settings.environment
     logger = get_run_logger()
+    warm_up_expectations()
     lock_info = f"flow run {flow_run.get_id()}"
 
     checks = guardrails(env, str(settings.root))

@@ -6,15 +6,21 @@ exports it) exactly as it reads credentials, so the same code serves moto and AW
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlparse
 
 DEFAULT_REGION = "us-east-1"
 COUNTER_ID = "mirror_rollout.aws.calls"
 UNREACHABLE_ID = "mirror_rollout.aws.unreachable"
+ACCOUNT_ID = "mirror_rollout.aws.sandbox_account"
+MOTO_ACCOUNT_HEADER = "x-moto-account-id"
+#: The account moto uses when a request names none: staging's, and the state backend's.
+SANDBOX_DEFAULT_ACCOUNT = "123456789012"
 #: Process-wide listeners told of every API call ("service.Operation"); benchmarks
 #: use them to attribute calls to the task that made them.
 CALL_LISTENERS: list[Callable[[str], None]] = []
@@ -32,10 +38,29 @@ def retry_config(
     )
 
 
+def sandbox_account(environment: str | None, env: dict[str, str] | None = None) -> str | None:
+    """The moto account of ``environment`` when talking to the local sandbox, else None.
+
+    As in a real organisation, each environment lives in an account of its own (the
+    GitHub OIDC provider, for one, exists once per account); staging and the state
+    backend stay in moto's default account. Real AWS accounts come from credentials.
+    """
+    env = os.environ if env is None else env
+    host = urlparse(env.get("AWS_ENDPOINT_URL", "")).hostname
+    if not environment or environment == "staging" or host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    digest = int(hashlib.sha256(environment.encode()).hexdigest(), 16)
+    return f"{digest % 10**12:012d}"
+
+
 class AwsClients:
     """Lazily created, cached boto3 clients for one region."""
 
-    def __init__(self, region: str | None = None, max_attempts: int = 5):
+    def __init__(
+        self, region: str | None = None, max_attempts: int = 5, environment: str | None = None
+    ):
+        #: On the sandbox, the moto account that holds ``environment`` (None: the default one).
+        self.sandbox_account = sandbox_account(environment)
         self.region = (
             region
             or os.environ.get("AWS_REGION")
@@ -61,8 +86,15 @@ class AwsClients:
             client.meta.events.register(
                 "after-call-error", self._name_unreachable, unique_id=UNREACHABLE_ID
             )
+            if self.sandbox_account:
+                client.meta.events.register(
+                    "before-sign", self._to_sandbox_account, unique_id=ACCOUNT_ID
+                )
             self._clients[service] = client
         return self._clients[service]
+
+    def _to_sandbox_account(self, request: Any, **_: Any) -> None:
+        request.headers[MOTO_ACCOUNT_HEADER] = self.sandbox_account
 
     def _count(self, event_name: str, **_: Any) -> None:
         operation = event_name.split(".", 1)[1]

@@ -33,6 +33,13 @@ class Watch:
         return f"{self.ui_url}/runs/flow-run/{self.flow_run_id}"
 
 
+def auto_reviewer(nth: int) -> str:
+    """The nth auto-approval's reviewer: sandbox-auto, sandbox-auto-2 (refused off the sandbox)."""
+    from tasks.approval.form import AUTO_REVIEWER
+
+    return AUTO_REVIEWER if nth <= 1 else f"{AUTO_REVIEWER}-{nth}"
+
+
 def _find_run(client, tag: str):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
@@ -82,13 +89,13 @@ def _watch(watch: Watch) -> None:
                             f"  or from a terminal: mirror-rollout approve {run.id} --reviewer YOUR_NAME [--comment ...]"
                         )
                         if watch.auto_approve:
+                            # Production's second approval needs a second (auto) reviewer.
+                            reviewer = auto_reviewer(len(watch.approvals_sent))
                             form = send_approval(
-                                str(run.id),
-                                "sandbox-auto",
-                                comment="auto-approved sandbox rehearsal",
+                                str(run.id), reviewer, comment="auto-approved sandbox rehearsal"
                             )
                             watch.console.print(
-                                f"  [green]approved[/] as sandbox-auto (plan {form.plan_sha256[:12]}…)"
+                                f"  [green]approved[/] as {reviewer} (plan {form.plan_sha256[:12]}…)"
                             )
                 elif watch.paused_at is not None and state is not None and state.is_running():
                     watch.approval_latency.append(time.monotonic() - watch.paused_at)

@@ -13,15 +13,23 @@ import threading
 from tests.rollout_run import RolloutRun, approve_as, task_names
 
 
-def run_concurrently(rollout, count: int, **params) -> list[RolloutRun]:
+def run_concurrently(
+    rollout, count: int, environments: list[str] | None = None, **params
+) -> list[RolloutRun]:
     """Start `count` rollouts together (each in its own thread and Prefect context)."""
     runs: list[RolloutRun | BaseException | None] = [None] * count
     start = threading.Barrier(count)
 
     def one(i: int) -> None:
+        environment = environments[i] if environments else "staging"
+        reviewers = iter([f"reviewer-{i}", f"second-reviewer-{i}"])  # production needs two
         try:
             start.wait()
-            runs[i] = rollout(approve_as(f"reviewer-{i}"), **params)
+            runs[i] = rollout(
+                lambda run_id, key: approve_as(next(reviewers))(run_id, key),
+                environment=environment,
+                **params,
+            )
         except BaseException as exc:
             runs[i] = exc
 
@@ -71,3 +79,23 @@ def test_five_rollouts_fail_fast_naming_the_holder_and_one_applies(rollout):
         assert winners[0].flow_run_id in run.state.message  # the holder, by id
         assert run.pauses == []  # nothing was planned or put up for approval
     assert apply_tasks(runs) == 1
+
+
+def test_staging_and_production_roll_out_in_parallel(rollout):
+    from prefect import get_client
+
+    from mirror_rollout.aws import AwsClients
+
+    runs = run_concurrently(rollout, 2, ["staging", "production"], approval_timeout_seconds=120)
+
+    assert all(r.state.is_completed() for r in runs), [r.state.message for r in runs]
+    assert [applied(r) for r in runs] == [35, 36]  # production adds the e-mail subscription
+    with get_client(sync_client=True) as client:
+        spans = [client.read_flow_run(r.flow_run_id) for r in runs]
+    staging, production = ((f.start_time, f.end_time) for f in spans)
+    # Each held only its own environment's slot: the two runs overlapped in time.
+    assert staging[0] < production[1] and production[0] < staging[1]
+    # Each environment is in its own (sandbox) account, as in a real organisation.
+    for environment in ("staging", "production"):
+        tables = AwsClients(environment=environment).client("dynamodb").list_tables()
+        assert sum(f"-{environment}-" in t for t in tables["TableNames"]) == 3

@@ -345,7 +345,7 @@ def alarm_probe(
     notification_timeout_seconds: float = 180.0,
 ) -> list[CheckResult]:
     """The 8 alarms as contracted, driven ALARM -> OK; SNS test alert received; artifact ``{env}-alarms``."""
-    clients = AwsClients(region)
+    clients = AwsClients(region, environment=environment)
     results = probe_alarms(
         clients,
         environment,

@@ -69,7 +69,7 @@ def check_approval(
             f"the plan deletes or replaces stateful resources ({targets}) and the approval does not set allow_destroy",
             "re-run and approve with allow_destroy if destroying them is intended",
         )
-    if reviewer == AUTO_REVIEWER and backend != "sandbox":
+    if reviewer.startswith(AUTO_REVIEWER) and backend != "sandbox":
         raise ApprovalRejected(
             "auto-approval is only allowed on the sandbox", "have a person approve this plan"
         )

@@ -23,7 +23,7 @@ def backup_coverage(environment: str, region: str, backend: str) -> list[CheckRe
     if not caps.backup_selections:
         results = selection_results(environment, plan_name, None, caps.reason)
     else:
-        backup = AwsClients(region).client("backup")
+        backup = AwsClients(region, environment=environment).client("backup")
         plans = {
             p["BackupPlanName"]: p["BackupPlanId"]
             for p in backup.list_backup_plans()["BackupPlansList"]

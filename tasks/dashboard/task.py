@@ -53,7 +53,7 @@ def verify_dashboard(clients: AwsClients, environment: str) -> list[CheckResult]
 @task(name="dashboard", task_run_name="dashboard-{environment}")
 def dashboard(environment: str, region: str, backend: str) -> list[CheckResult]:
     """The dashboard covers the contract's metrics and the 8 alarms; artifact ``{env}-dashboard``."""
-    results = verify_dashboard(AwsClients(region), environment)
+    results = verify_dashboard(AwsClients(region, environment=environment), environment)
     publish(f"{environment}-dashboard", results, f"Dashboard of {environment} ({backend})")
     failed = [r for r in results if r.blocking]
     if failed:

@@ -48,7 +48,7 @@ def store_baseline(
     clients: AwsClients | None = None,
 ) -> dict[str, Any]:
     """Write ``drift/baseline.json`` and ``drift/{run_id}.json``; returns where and the version."""
-    clients = clients or AwsClients(region)
+    clients = clients or AwsClients(region, environment=environment)
     s3 = clients.client("s3")
     document = baseline_document(environment, region, snapshot, run_id)
     body = json.dumps(document, indent=2, sort_keys=True).encode()
@@ -78,7 +78,7 @@ def load_baseline(
     environment: str, region: str, clients: AwsClients | None = None
 ) -> dict[str, Any]:
     """The latest baseline document (``resources`` holds the snapshot); BaselineMissing if none."""
-    clients = clients or AwsClients(region)
+    clients = clients or AwsClients(region, environment=environment)
     uri = baseline_uri(environment)
     try:
         response = clients.client("s3").get_object(Bucket=bucket_name(environment), Key=LATEST_KEY)

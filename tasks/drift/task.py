@@ -78,7 +78,7 @@ def record_baseline(environment: str, region: str) -> dict[str, Any]:
 
     The rollout calls this once its validations pass, so the baseline is a verified state.
     """
-    clients = AwsClients(region)
+    clients = AwsClients(region, environment=environment)
     snapshot, stored = capture_and_store(clients, environment)
     if stored["missing"]:
         run_logger().warning(
@@ -144,7 +144,7 @@ def retry_unless(*kinds: type[BaseException]):
 )
 def drift_compare(environment: str, region: str) -> DriftReport:
     """The live settings of every contract resource against the latest baseline."""
-    report = compare_live(AwsClients(region), environment)
+    report = compare_live(AwsClients(region, environment=environment), environment)
     logger = run_logger()
     for d in report.drifts:
         logger.warning("DRIFT %s %s", d.resource, d.describe())

@@ -111,7 +111,7 @@ def e2e_cycle(
     The GitHub token is read from ``GITHUB_TOKEN``, never passed as a parameter.
     """
     run_id = run_id or default_run_id()
-    clients = AwsClients(region)
+    clients = AwsClients(region, environment=environment)
     steps, fp_events, key = run_driver(
         clients,
         environment,

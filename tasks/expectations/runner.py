@@ -74,6 +74,15 @@ def _import_gx():
     return gx
 
 
+def warm_up() -> None:
+    """Import great_expectations in the background (seconds, cold) while the plan is made.
+
+    The first suite otherwise pays the import on the rollout's critical path; Python's
+    import lock makes a suite that starts earlier simply wait for this import.
+    """
+    threading.Thread(target=_import_gx, name="gx-import", daemon=True).start()
+
+
 def _context(site_dir: Path):
     """The process's ephemeral context whose one Data Docs site is ``site_dir``."""
     site_dir = site_dir.resolve()

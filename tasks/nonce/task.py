@@ -130,7 +130,7 @@ class RemovalResult(BaseModel):
 @task(name="nonce-state", task_run_name="nonce-state-{environment}", **RETRIES)
 def read_nonce_state(environment: str, region: str) -> NonceState:
     """Names, versions, key ids and tags of the nonce versions (never a value)."""
-    return store.read_state(AwsClients(region), _env(environment))
+    return store.read_state(AwsClients(region, environment=environment), _env(environment))
 
 
 # -- bootstrap --------------------------------------------------------------------
@@ -273,7 +273,7 @@ def nonce_bootstrap(environment: str, region: str) -> list[CheckResult]:
     Publishes ``{env}-nonce``; raises ``ValidationFailed`` on a blocking failure.
     """
     env = _env(environment)
-    results = evaluate_bootstrap(env, AwsClients(region))
+    results = evaluate_bootstrap(env, AwsClients(region, environment=environment))
     publish(f"{env}-nonce", results, f"Redaction nonce bootstrap ({env})")
     blocking = [r for r in results if r.blocking]
     if blocking:
@@ -306,7 +306,7 @@ def rotate_nonce(
         )
     if not rotation_id:
         raise NonceRefused("rotation_id is empty; nothing was changed", "pass the flow run id")
-    aws = AwsClients(region)
+    aws = AwsClients(region, environment=environment)
     state = store.read_state(aws, env)
     decision = decide_rotation(state, from_version, rotation_id)
     if decision.action is Action.DONE:
@@ -429,7 +429,7 @@ def cleanup_previous(
     env = _env(environment)
     return _remove(
         env,
-        AwsClients(region),
+        AwsClients(region, environment=environment),
         rotation_id,
         lambda s: decide_cleanup(s, old_version, rotation_id, force=force),
         "grace cleanup",
@@ -448,7 +448,7 @@ def rollback_rotation(
     env = _env(environment)
     return _remove(
         env,
-        AwsClients(region),
+        AwsClients(region, environment=environment),
         rotation_id,
         lambda s: decide_rollback(s, new_version, rotation_id),
         "rollback",

@@ -145,7 +145,7 @@ def pitr(
     backoff_seconds: float = 2.0,
 ) -> list[CheckResult]:
     """Enable (where off) and verify PITR on the three tables; artifact ``{env}-pitr``."""
-    clients = AwsClients(region)
+    clients = AwsClients(region, environment=environment)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds)
     publish(f"{environment}-pitr", results, f"PITR on the {environment} tables ({backend})")
     failed = [r for r in results if r.blocking]
@@ -167,7 +167,7 @@ def pitr_verify(
     backoff_seconds: float = 2.0,
 ) -> list[CheckResult]:
     """Verify PITR on the three tables, changing nothing unless ``enable``; ``{env}-pitr-verification``."""
-    clients = AwsClients(region)
+    clients = AwsClients(region, environment=environment)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds, enable=enable)
     mode = "enable where off" if enable else "read-only"
     publish(

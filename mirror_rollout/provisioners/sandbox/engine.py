@@ -212,9 +212,13 @@ class SandboxEngine(Provisioner):
         self.aws = aws or AwsClients(
             self.backend.region
             if self.variables.get("region") is None
-            else self.variables["region"]
+            else self.variables["region"],
+            environment=self.environment,
         )
-        self.store = StateStore(self.aws, self.backend, self.workspace)
+        # The state backend is shared by every environment (its own account and region).
+        self.store = StateStore(
+            aws or AwsClients(self.backend.region), self.backend, self.workspace
+        )
         self.lock_info = lock_info
         self._check_supported()
 
