@@ -57,7 +57,9 @@ def test_prefect_yaml_declares_the_contract_deployments():
     }
 
 
-def test_deploy_then_run_staging_rollout_on_the_sandbox_worker(prefect_api, clean_aws):
+def test_deploy_then_run_staging_rollout_on_the_sandbox_worker(
+    sandbox, prefect_api, clean_aws, tmp_path
+):
     deployed = cli(PREFECT, "--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     started = cli(PREFECT, "deployment", "run", "infra-rollout/staging-rollout")
@@ -66,18 +68,25 @@ def test_deploy_then_run_staging_rollout_on_the_sandbox_worker(prefect_api, clea
         line.split("UUID:")[1].strip() for line in started.stdout.splitlines() if "UUID:" in line
     )
 
-    wait_for(run_id, lambda s: s.is_paused() or s.is_final(), 240)
-    approved = cli(
-        sys.executable,
-        "-m",
-        "mirror_rollout.cli",
-        "approve",
-        run_id,
-        "--reviewer",
-        "alice",
-        "--comment",
-        "deployment path",
-    )
-    assert approved.returncode == 0, approved.stdout + approved.stderr
+    paused = wait_for(run_id, lambda s: s.is_paused() or s.is_final(), 240)
+    assert paused.is_paused(), paused.message
+    approve_in_the_ui_or_cli(sandbox.config.ui_url, run_id, tmp_path)
     final = wait_for(run_id, lambda s: s.is_final(), 240)
     assert final.is_completed(), final.message
+
+
+def approve_in_the_ui_or_cli(ui_url: str, run_id: str, screenshots: Path) -> None:
+    """In the Prefect UI with chromium where it is installed (always in CI), else the CLI."""
+    from tests.test_browser_approval import CHROMIUM, approve_in_ui, browser_page
+
+    if CHROMIUM.exists():
+        from tasks.approval.client import pending_approval
+
+        sha = pending_approval(run_id).plan_sha256
+        with browser_page(ui_url, screenshots / "failed.png") as page:
+            approve_in_ui(page, run_id, sha, screenshots / "approval-form.png")
+        return
+    approved = cli(
+        sys.executable, "-m", "mirror_rollout.cli", "approve", run_id, "--reviewer", "alice"
+    )
+    assert approved.returncode == 0, approved.stdout + approved.stderr
