@@ -7,8 +7,7 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from http.server import ThreadingHTTPServer
 
 import pytest
 
@@ -21,6 +20,7 @@ from tasks.e2e.github import latest_run
 from tasks.e2e.oracle import OracleClient
 from tests.aws_inventory import client
 from tests.conftest import reset_moto
+from tests.local_http import JsonHandler
 
 ENV = "staging"
 REGION = "us-east-1"
@@ -278,22 +278,9 @@ class FakeGithub:
         self.output: dict = {}
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, code: int, body=None):
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else {}
-                path = urlparse(self.path).path
+                path, body = self._request()
                 fake.calls.append((self.command, path, body))
                 if self.headers.get("Authorization") != f"Bearer {fake.token}":
                     return self._reply(401, {"message": "Bad credentials"})

@@ -5,14 +5,12 @@ to the sandbox's moto (outputs read back from the state in its S3)."""
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import subprocess
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlparse
+from http.server import ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -37,6 +35,7 @@ from tasks.github_secrets.report import SecretsReport, how_to_set, listed, markd
 # Imports Prefect, which configures logging: before caplog attaches its handler.
 from tasks.github_secrets.task import github_secrets
 from tests.conftest import fresh_config
+from tests.local_http import JsonHandler
 
 REPO = "PhaseMirror/Phase-Mirror-Test"
 TOKEN = "ghs_test_token_for_secrets"
@@ -201,22 +200,9 @@ class SecretsApi:
         self.calls: list[tuple[str, str]] = []
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _reply(self, code: int, body=None):
-                data = json.dumps(body).encode() if body is not None else b""
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(JsonHandler):
             def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length)) if length else {}
-                path = urlparse(self.path).path
+                path, body = self._request()
                 api.calls.append((self.command, path))
                 if self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self._reply(401, {"message": "Bad credentials"})
