@@ -165,14 +165,18 @@ def _report(client: Any, run: Any, seen: _Seen, ui: str, echo: Echo) -> None:
 
 
 def cancel(client: Any, flow_run_id: UUID, reason: str) -> None:
-    """Cancel the run: directly if it has not started, through its worker if it has."""
+    """Cancel the run: directly while it is Scheduled, else through its worker.
+
+    Pending (Submitting) means a worker has claimed it and may be starting it: only
+    Cancelling makes that worker stop the process it started.
+    """
     from prefect.states import Cancelled, Cancelling
 
     run = client.read_flow_run(flow_run_id)
     state = run.state
     if state is not None and state.is_final():
         return
-    if state is None or state.is_scheduled() or state.is_pending():
+    if state is None or state.is_scheduled():
         client.set_flow_run_state(flow_run_id, Cancelled(message=reason), force=True)
     else:
         client.set_flow_run_state(flow_run_id, Cancelling(message=reason), force=True)
