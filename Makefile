@@ -20,9 +20,9 @@ setup: $(STAMP)
 rehearse: $(STAMP)
 	$(BIN)/mirror-rollout rehearse --env staging --auto-approve
 
-## Run the test suite (it starts its own sandbox servers on free ports).
+## Run the test suite: two pytest workers, each starting its own sandbox servers on free ports.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
