@@ -32,8 +32,16 @@ ENVIRONMENTS = ["staging", "production", "qa", "perf"]
 
 
 def four_environment_root(base: Path) -> Path:
-    """A copy of infra/ with qa and perf added (staging's values, their own names)."""
+    """A copy of infra/ with qa and perf added as a user adds an environment: its tfvars
+    (staging's values, its own name) and its name in the `environment` validation."""
     shutil.copytree(ROOT / "infra", base / "infra")
+    allowed = 'var.environment == "staging" || var.environment == "production"'
+    for stack in ("terraform", "gcp"):
+        variables = base / "infra" / stack / "variables.tf"
+        text = variables.read_text()
+        assert allowed in text, f"{variables} no longer has the environment allow-list"
+        more = ' || var.environment == "qa" || var.environment == "perf"'
+        variables.write_text(text.replace(allowed, allowed + more))
     for environment in ("qa", "perf"):
         for stack in ("terraform", "gcp"):
             staging = (base / "infra" / stack / "staging.tfvars").read_text()

@@ -41,7 +41,10 @@ def drift_detection(
     )
     if replan.is_completed():
         planned = replan.result()
-        region = planned.document.variables.get("region", {}).get("value") or AwsClients(environment=env).region
+        region = (
+            planned.document.variables.get("region", {}).get("value")
+            or AwsClients(environment=env).region
+        )
         results = [replan_result(env, None, planned.summary.headline())]
     else:
         region = AwsClients(environment=env).region

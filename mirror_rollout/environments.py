@@ -36,6 +36,16 @@ def environments(root: Path | None = None) -> list[Environment]:
     return sorted(p.stem for p in terraform_dir(root).glob("*.tfvars") if NAME.fullmatch(p.stem))
 
 
+def check_name(value: str) -> Environment:
+    """A well-formed environment name (for steps that run after the flow checked its tfvars)."""
+    if not NAME.fullmatch(str(value)):
+        raise ConfigError(
+            f"malformed environment name {value!r}",
+            "use lowercase letters, digits and dashes, as in infra/terraform/<name>.tfvars",
+        )
+    return value
+
+
 def parse_environment(value: str, root: Path | None = None) -> Environment:
     if not terraform_dir(root).is_dir():
         raise ConfigError(

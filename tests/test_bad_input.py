@@ -76,7 +76,7 @@ CLI_CASES = [
     CliCase(
         "guardrails-root-without-infra",
         lambda r: ["guardrails", "--root", str(r["empty"])],
-        "no .tf files",
+        "infra/terraform does not exist",
     ),
     CliCase(
         "guardrails-malformed-tfvars",

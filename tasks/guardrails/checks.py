@@ -1125,4 +1125,5 @@ def evaluate_guardrails(environment: str, root: Path | None = None) -> list[Chec
     from mirror_rollout.environments import parse_environment
     from tasks.guardrails.view import load_view
 
-    return run_checks(load_view(parse_environment(environment), Path(root or PROJECT_ROOT)))
+    base = Path(root or PROJECT_ROOT)
+    return run_checks(load_view(parse_environment(environment, base), base))

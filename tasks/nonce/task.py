@@ -20,7 +20,7 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.environments import parse_environment
+from mirror_rollout.environments import check_name
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence, Status
@@ -97,7 +97,7 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
 
 
 def _env(environment: str) -> str:
-    return parse_environment(environment)
+    return check_name(environment)
 
 
 class RotationResult(BaseModel):
