@@ -225,6 +225,17 @@ def follow(
             if run.state is not None and run.state.is_final():
                 break
             time.sleep(poll_seconds)
+        else:
+            # No worker finished the cancellation (e.g. its process never started):
+            # end the run here, so it cannot start later either.
+            from prefect.states import Cancelled
+
+            client.set_flow_run_state(
+                flow_run_id,
+                Cancelled(message=f"cancelled by `mirror-rollout run` after {timeout:g} s"),
+                force=True,
+            )
+            run = client.read_flow_run(flow_run_id)
         state = run.state
         if state is not None and state.is_completed():  # it finished just in time
             return Outcome(str(flow_run_id), state.name, state.message or "", completed=True)

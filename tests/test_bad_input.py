@@ -305,3 +305,47 @@ def test_flow_rejects_bad_parameters_and_changes_nothing(
     assert case.expect in message, message
     assert "Traceback" not in message
     assert world() == before
+
+
+# -- the approval form -----------------------------------------------------------
+def test_approval_with_an_empty_reviewer_is_refused_and_nothing_is_applied(rollout):
+    from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
+
+    from mirror_rollout.errors import ConfigError
+    from tasks.approval.client import pending_approval, send_approval
+
+    refusals: list[str] = []
+    raw_submission: list[str] = []
+
+    def answer(run_id: str, _key: str) -> None:
+        for reviewer in ("", "   "):  # what `mirror-rollout approve --reviewer ""` sends
+            with pytest.raises(ConfigError) as refused:
+                send_approval(run_id, reviewer)
+            refusals.append(str(refused.value))
+        # Blanks posted straight to the API pass the form's schema (minLength 1); the run's
+        # own check must refuse them.
+        form = {
+            "approve": True,
+            "reviewer": "   ",
+            "comment": "",
+            "plan_sha256": pending_approval(run_id).plan_sha256,
+            "allow_destroy": False,
+        }
+        try:
+            resume_flow_run(UUID(run_id), run_input=form)
+            raw_submission.append("accepted by the API")
+        except Exception as exc:
+            raw_submission.append(f"refused by the API: {exc}")
+
+    before = world()
+    run = rollout(answer, approval_timeout_seconds=10)
+
+    assert not run.answer_errors, run.answer_errors
+    assert len(refusals) == 2
+    assert all("invalid approval: reviewer" in r and " — " in r for r in refusals), refusals
+    assert raw_submission == ["accepted by the API"], raw_submission
+    assert run.state.is_failed()
+    assert "the approval names no reviewer" in (run.state.message or ""), run.state.message
+    assert world() == before
