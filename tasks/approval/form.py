@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect.input import RunInput
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+from pydantic.fields import FieldInfo
 
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners.document import PlanSummary
@@ -28,6 +29,24 @@ class ApprovalForm(RunInput):
     allow_destroy: bool = Field(
         False, description="Required when the plan deletes or replaces stateful resources"
     )
+
+
+def prefilled_form(description: str, **defaults) -> type[ApprovalForm]:
+    """ApprovalForm with these defaults, each field keeping its description and limits.
+
+    Prefect's RunInput.with_initial_data rebuilds the fields from their types alone,
+    so the UI form would lose "Apply exactly this plan?" and the sha256 length check.
+    """
+    fields = {
+        name: (
+            ApprovalForm.model_fields[name].annotation,
+            FieldInfo.merge_field_infos(ApprovalForm.model_fields[name], default=value),
+        )
+        for name, value in defaults.items()
+    }
+    form = create_model(ApprovalForm.__name__, __base__=ApprovalForm, **fields)
+    form._description = description
+    return form
 
 
 class ApprovalRecord(BaseModel):

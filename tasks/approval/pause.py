@@ -9,12 +9,12 @@ from prefect.flow_runs import pause_flow_run
 
 from mirror_rollout.provisioners.base import PlanResult
 from tasks.approval.form import (
-    ApprovalForm,
     ApprovalRecord,
     ApprovalRejected,
     approval_markdown,
     approvals_needed,
     check_approval,
+    prefilled_form,
 )
 from tasks.plan.review import approval_description
 
@@ -38,10 +38,8 @@ def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> l
     needed = approvals_needed(plan.environment)
     records: list[ApprovalRecord] = []
     for position in range(1, needed + 1):
-        form_type = ApprovalForm.with_initial_data(
-            description=approval_description(plan, needed, position),
-            plan_sha256=plan.sha256,
-            approve=False,
+        form_type = prefilled_form(
+            approval_description(plan, needed, position), plan_sha256=plan.sha256, approve=False
         )
         logger.info(
             "Waiting for approval %d of %d of plan %s (timeout %ss)",
