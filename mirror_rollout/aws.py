@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 DEFAULT_REGION = "us-east-1"
+#: Hosts that mean "the local sandbox", never a real AWS endpoint.
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 COUNTER_ID = "mirror_rollout.aws.calls"
 UNREACHABLE_ID = "mirror_rollout.aws.unreachable"
 ACCOUNT_ID = "mirror_rollout.aws.sandbox_account"
@@ -47,7 +49,7 @@ def sandbox_account(environment: str | None, env: dict[str, str] | None = None) 
     """
     env = os.environ if env is None else env
     host = urlparse(env.get("AWS_ENDPOINT_URL", "")).hostname
-    if not environment or environment == "staging" or host not in ("127.0.0.1", "localhost", "::1"):
+    if not environment or environment == "staging" or host not in LOOPBACK:
         return None
     digest = int(hashlib.sha256(environment.encode()).hexdigest(), 16)
     return f"{digest % 10**12:012d}"

@@ -460,15 +460,10 @@ def _locked(config: SandboxConfig) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _start(config: SandboxConfig, name: str) -> PidRecord:
-    cmd = server_command(config, name)
-    if not Path(cmd[1]).exists():
-        raise RolloutError(
-            f"{EXECUTABLES[name]} not found next to {sys.executable}",
-            "install the project with its dependencies: pip install -e .",
-        )
-    if name == "prefect":
-        config.prefect_home.mkdir(parents=True, exist_ok=True)
+def _launch(
+    config: SandboxConfig, name: str, cmd: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.Popen:
+    """Start ``cmd`` in its own session, appending its output to ``name``'s log."""
     log = open(config.log_file(name), "ab")  # noqa: SIM115 - handed to the child
     try:
         log.write(f"\n--- {time.strftime('%F %T')} {shlex.join(cmd)}\n".encode())
@@ -478,13 +473,26 @@ def _start(config: SandboxConfig, name: str) -> PidRecord:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=server_env(config, name, os.environ),
-            cwd=config.state_dir,
+            env=env,
+            cwd=cwd,
             start_new_session=True,
         )
     finally:
         log.close()
     _CHILDREN[proc.pid] = proc
+    return proc
+
+
+def _start(config: SandboxConfig, name: str) -> PidRecord:
+    cmd = server_command(config, name)
+    if not Path(cmd[1]).exists():
+        raise RolloutError(
+            f"{EXECUTABLES[name]} not found next to {sys.executable}",
+            "install the project with its dependencies: pip install -e .",
+        )
+    if name == "prefect":
+        config.prefect_home.mkdir(parents=True, exist_ok=True)
+    proc = _launch(config, name, cmd, server_env(config, name, os.environ), config.state_dir)
     record = PidRecord(proc.pid, proc.pid, config.port(name), cmd)
     record.save(config.pid_file(name))
     return record
@@ -500,22 +508,9 @@ def _ensure_worker(config: SandboxConfig) -> ServerStatus:
         return ServerStatus("worker", label, record.pid, True, True, "reused")
     config.pid_file("worker").unlink(missing_ok=True)
     cmd = worker_command()
-    log = open(config.log_file("worker"), "ab")  # noqa: SIM115 - handed to the child
-    try:
-        log.write(f"\n--- {time.strftime('%F %T')} {shlex.join(cmd)}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=worker_env(config, os.environ, PROJECT_ROOT),
-            cwd=PROJECT_ROOT,
-            start_new_session=True,
-        )
-    finally:
-        log.close()
-    _CHILDREN[proc.pid] = proc
+    proc = _launch(
+        config, "worker", cmd, worker_env(config, os.environ, PROJECT_ROOT), PROJECT_ROOT
+    )
     record = PidRecord(proc.pid, proc.pid, 0, cmd)
     record.save(config.pid_file("worker"))
     # The worker creates its pool on start; wait for it so `prefect deploy` finds it.

@@ -10,12 +10,12 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from mirror_rollout import PROJECT_ROOT
+from mirror_rollout.aws import LOOPBACK
 from mirror_rollout.environments import Environment, parse_environment
 from mirror_rollout.errors import ConfigError
 
 Backend = Literal["sandbox", "aws"]
 ProvisionerName = Literal["auto", "terraform", "sandbox"]
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class RolloutSettings(BaseModel):
