@@ -143,7 +143,6 @@ EXPECTED_ADDRESSES: tuple[str, ...] = (
     "aws_kms_key.main",
     "aws_kms_alias.main",
     *(t.address for t in TABLES),
-    "aws_ssm_parameter.redaction_nonce",
     "aws_sns_topic.ops_alerts",
     *(f'aws_cloudwatch_metric_alarm.table_throttle["{a.name}"]' for a in ALARMS if a.table),
     "aws_cloudwatch_metric_alarm.ssm_parameter_failures",

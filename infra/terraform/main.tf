@@ -60,6 +60,7 @@ locals {
     [aws_cloudwatch_metric_alarm.ssm_parameter_failures.arn, aws_cloudwatch_metric_alarm.circuit_breaker_triggered.arn],
   )
 
+  # The first version, created by nonce-bootstrap (not by Terraform).
   nonce_parameter_name = "/guardian/${var.environment}/redaction_nonce_v1"
 
   # Built from its parts (not from aws_cloudtrail.audit.arn) so that the key
@@ -248,26 +249,14 @@ resource "aws_dynamodb_table" "block_counter" {
 }
 
 # ---------------------------------------------------------------------------
-# Redaction nonce (v1). Terraform only creates the parameter with a
-# placeholder; the nonce bootstrap/rotation flow writes the real 64-hex value
-# and later versions (/guardian/{env}/redaction_nonce_v{N}).
+# Redaction nonce: no parameter is declared here. Nonce versions
+# (/guardian/{env}/redaction_nonce_v{N}) are runtime data owned by the
+# rollout's nonce-bootstrap and nonce-rotation flows: a Terraform-owned v1
+# would be re-created by every plan once a rotation's grace cleanup deletes
+# it, and a Terraform-written value would sit in state. Terraform owns what
+# surrounds the nonce: the CMK above, IAM read access to
+# /guardian/{env}/redaction_nonce_v* and the SSM-failure alarm below.
 # ---------------------------------------------------------------------------
-
-resource "aws_ssm_parameter" "redaction_nonce" {
-  name        = local.nonce_parameter_name
-  description = "Mirror Dissonance ${var.environment} redaction nonce v1 (value managed by the nonce-rotation flow, not Terraform)"
-  type        = "SecureString"
-  tier        = "Standard"
-  key_id      = aws_kms_key.main.arn
-  # Write-only: Terraform sends the placeholder once and never stores or reads
-  # back the value, so the real nonce the pipeline writes never reaches state.
-  value_wo         = "PLACEHOLDER-set-by-nonce-bootstrap"
-  value_wo_version = 1
-
-  lifecycle {
-    ignore_changes = [value]
-  }
-}
 
 # ---------------------------------------------------------------------------
 # Alerting: SNS topic + 8 CloudWatch alarms

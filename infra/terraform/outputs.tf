@@ -39,8 +39,8 @@ output "block_counter_table_name" {
 }
 
 output "nonce_parameter_name" {
-  description = "SSM SecureString name of redaction nonce v1 (later versions: /guardian/{env}/redaction_nonce_v{N})."
-  value       = aws_ssm_parameter.redaction_nonce.name
+  description = "SSM SecureString name of redaction nonce v1, which nonce-bootstrap creates (later versions: /guardian/{env}/redaction_nonce_v{N}); not a Terraform resource."
+  value       = local.nonce_parameter_name
 }
 
 output "nonce_grace_period_seconds" {
