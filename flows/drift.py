@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 from prefect import flow, get_run_logger
-from prefect.runtime import flow_run
 
 from flows.common import start_run
 from mirror_rollout.aws import AwsClients
@@ -19,7 +18,6 @@ from tasks.drift.task import drift_compare, publish_drift, replan_result, retry_
 def drift_detection(
     environment: str = "staging",
     backend: str = "sandbox",
-    provisioner: str = "auto",
     root: str | None = None,
     out_dir: str | None = None,
 ) -> dict:
@@ -28,7 +26,6 @@ def drift_detection(
     settings, run_dir = start_run(
         environment=environment,
         backend=backend,
-        provisioner=provisioner,
         root=root,
         out_dir=out_dir,
     )
@@ -37,7 +34,7 @@ def drift_detection(
 
     # (a) configuration and state agree; a non-empty plan is a finding, not a crash.
     replan = replan_is_noop.with_options(retry_condition_fn=retry_unless(ReplanNotEmpty))(
-        settings, run_dir, f"drift-detection {flow_run.get_id()}", return_state=True
+        settings, run_dir, return_state=True
     )
     if replan.is_completed():
         planned = replan.result()

@@ -66,6 +66,7 @@ def rehearse(
             help="seconds to wait while another rollout of the environment runs (0: fail at once)"
         ),
     ] = 3600,
+    root: RootOption = None,
 ) -> None:
     """Bring the sandbox up if needed and run infra-rollout on it, with live progress."""
     from mirror_rollout import sandbox
@@ -73,7 +74,7 @@ def rehearse(
     from mirror_rollout.rehearsal import rehearse as run_rehearsal
     from mirror_rollout.settings import validate_settings
 
-    parse_environment(env)
+    parse_environment(env, root)
     if backend not in ("sandbox", "aws"):
         raise RolloutError(f"unknown backend {backend!r}", "use --backend sandbox or --backend aws")
     # Every value is checked before the sandbox starts or a run is created.
@@ -82,6 +83,7 @@ def rehearse(
         backend=backend,
         approval_timeout_seconds=approval_timeout,
         busy_wait_seconds=busy_wait,
+        root=root,
     )
     if auto_approve and backend != "sandbox":
         raise RolloutError(
@@ -107,6 +109,7 @@ def rehearse(
         console,
         approval_timeout_seconds=approval_timeout,
         busy_wait_seconds=busy_wait,
+        root=str(root.absolute()) if root else None,
     )
     raise typer.Exit(code)
 
@@ -180,19 +183,89 @@ def run_deployment_cmd(
     raise typer.Exit(code)
 
 
+def _backend_ready(backend: str) -> None:
+    """On the sandbox: start (or reuse) it and point this process at it; on AWS: check the env."""
+    from mirror_rollout import sandbox
+    from mirror_rollout.settings import check_endpoint_matches_backend
+
+    if backend not in ("sandbox", "aws"):
+        raise RolloutError(f"unknown backend {backend!r}", "use --backend sandbox or --backend aws")
+    if backend == "sandbox":
+        config = sandbox.SandboxConfig.resolve()
+        sandbox.up(config)
+        sandbox.activate(config)
+    check_endpoint_matches_backend(backend)
+
+
+@app.command("plan")
+def plan_cmd(
+    env: EnvOption = "staging",
+    root: RootOption = None,
+    backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
+    out: Annotated[
+        Path | None, typer.Option(help="where the plan goes (default: ROOT/out/ENV/plan-TIME)")
+    ] = None,
+) -> None:
+    """Plan a Terraform root (ROOT/infra/terraform with ENV.tfvars) on a backend; apply nothing.
+
+    Exit 0: planned; 2: Terraform refused the configuration; 1: any other failure.
+    """
+    import time
+
+    from mirror_rollout.provisioners import terraform_for
+    from mirror_rollout.provisioners.terraform_cli import TerraformFailed, json_path
+    from mirror_rollout.settings import validate_settings
+    from tasks.plan.review import summary_lines
+
+    settings = validate_settings(environment=env, backend=backend, root=root)
+    _backend_ready(backend)
+    run_dir = (out or settings.output_dir(time.strftime("plan-%Y%m%d-%H%M%S"))).absolute()
+    terraform = terraform_for(settings.environment, backend, settings.root, run_dir / "terraform")
+    console.print(
+        f"[bold]plan[/] {env} of {settings.root} on {backend} (Terraform {terraform.version})"
+    )
+    try:
+        planned = terraform.plan(run_dir)
+    except TerraformFailed as exc:
+        refused = terraform.refuses_configuration(exc)
+        err_console.print(
+            f"[red]error:[/] {exc.line()}" if not refused else f"[red]error:[/] {refused}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(2 if refused else 1) from None
+    for line in summary_lines(planned):
+        console.print(line, highlight=False, soft_wrap=True)
+    console.print(f"plan JSON: {json_path(Path(planned.plan_file))}", soft_wrap=True)
+
+
 @app.command("force-unlock")
 def force_unlock(
     lock_id: Annotated[str, typer.Argument(help="the lock id from the 'locked by' message")],
     env: EnvOption = "staging",
+    root: RootOption = None,
+    backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
 ) -> None:
-    """Remove a state lock left by a plan or apply that died (sandbox engine state)."""
-    from mirror_rollout.environments import parse_environment
-    from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+    """Remove a state lock left by a plan or apply that died (Terraform's own force-unlock)."""
+    import tempfile
 
-    engine = SandboxEngine(parse_environment(env))
-    holder = engine.store.holder()
-    engine.store.force_unlock(lock_id)
-    console.print(f"removed the lock of {holder.describe() if holder else lock_id}")
+    from mirror_rollout.provisioners import terraform_for
+    from mirror_rollout.settings import validate_settings
+
+    settings = validate_settings(environment=env, backend=backend, root=root)
+    _backend_ready(backend)
+    with tempfile.TemporaryDirectory(prefix="mirror-rollout-unlock-") as work:
+        terraform = terraform_for(settings.environment, backend, settings.root, Path(work))
+        terraform.force_unlock(lock_id)
+    console.print(f"removed lock {lock_id} of the {env} state")
+
+
+@app.command()
+def doctor() -> None:
+    """Check that the Terraform this project needs is installed (and where providers come from)."""
+    from mirror_rollout.provisioners.terraform_binary import describe
+
+    console.print(describe(), highlight=False, soft_wrap=True)
 
 
 @app.command("github-secrets")

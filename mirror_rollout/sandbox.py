@@ -650,9 +650,23 @@ def up(config: SandboxConfig) -> list[ServerStatus]:
                 f"see {config.log_file(failed)}; its last lines:\n{_log_tail(config.log_file(failed))}",
             )
 
+        bootstrap_state_backend(config)
         return [
             ServerStatus(n, config.url(n), records[n].pid, True, True, notes[n]) for n in SERVERS
         ] + [_ensure_worker(config)]
+
+
+def bootstrap_state_backend(config: SandboxConfig) -> list[str]:
+    """Terraform's state bucket and lock table on moto, as the production runbook makes them once."""
+    import boto3
+
+    from mirror_rollout.provisioners.state_backend import BackendSpec, bootstrap
+
+    key_id, secret = credentials(config)
+    session = boto3.session.Session(
+        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=config.region
+    )
+    return bootstrap(session, BackendSpec(), endpoint_url=config.url("moto"))
 
 
 def down(config: SandboxConfig) -> list[ServerStatus]:

@@ -15,13 +15,11 @@ from mirror_rollout.environments import Environment, parse_environment
 from mirror_rollout.errors import ConfigError
 
 Backend = Literal["sandbox", "aws"]
-ProvisionerName = Literal["auto", "terraform", "sandbox"]
 
 
 class RolloutSettings(BaseModel):
     environment: Environment
     backend: Backend = "sandbox"
-    provisioner: ProvisionerName = "auto"
     approval_timeout_seconds: int = Field(3600, ge=5, le=7 * 86400)
     busy_wait_seconds: int = Field(3600, ge=0, le=7 * 86400)
     e2e_driver: Literal["local", "github"] = "local"
@@ -34,12 +32,6 @@ class RolloutSettings(BaseModel):
         if not (value / "infra" / "terraform").is_dir():
             raise ValueError(f"{value} has no infra/terraform directory")
         return value
-
-    @property
-    def engine(self) -> Literal["terraform", "sandbox"]:
-        if self.provisioner != "auto":
-            return self.provisioner
-        return "sandbox" if self.backend == "sandbox" else "terraform"
 
     def output_dir(self, run_name: str) -> Path:
         base = self.out_dir or (self.root / "out")
@@ -64,7 +56,6 @@ def validate_settings(**values) -> RolloutSettings:
         allowed = {
             "environment": "the name of an infra/terraform/<name>.tfvars",
             "backend": "sandbox or aws",
-            "provisioner": "auto, terraform or sandbox",
             "approval_timeout_seconds": "a number of seconds from 5 to 604800",
             "busy_wait_seconds": "a number of seconds from 0 (fail at once) to 604800",
             "e2e_driver": "local or github",

@@ -99,13 +99,22 @@ def prefect_api(sandbox):
 
 
 def reset_moto() -> None:
-    """Forget every AWS resource in the sandbox's moto (its own /moto-api/reset)."""
+    """Forget every AWS resource in the sandbox's moto (its own /moto-api/reset).
+
+    Terraform's state bucket and lock table go too; they are bootstrapped again,
+    as `sandbox up` does, so the next plan starts from an empty workspace.
+    """
     import urllib.request
+
+    import boto3
+
+    from mirror_rollout.provisioners.state_backend import BackendSpec, bootstrap
 
     request = urllib.request.Request(
         os.environ["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST"
     )
     urllib.request.urlopen(request, timeout=10).read()
+    bootstrap(boto3.session.Session(), BackendSpec())
 
 
 @pytest.fixture

@@ -1,19 +1,59 @@
-"""Provisioners: the Terraform CLI for real clouds, the sandbox engine for the sandbox."""
+"""One provisioner for both backends: the Terraform CLI with the real provider.
+
+On the sandbox, the same Terraform runs against moto: the working copy gets a
+generated ``sandbox_override.tf`` and the S3 backend is pointed at moto.
+"""
 
 from __future__ import annotations
 
-from mirror_rollout.provisioners.base import Provisioner
-from mirror_rollout.settings import RolloutSettings
+import os
+from pathlib import Path
+
+from mirror_rollout.environments import Environment, terraform_dir
+from mirror_rollout.provisioners.terraform_cli import TerraformCli
 
 
-def make_provisioner(settings: RolloutSettings, lock_info: str = "", on_change=None) -> Provisioner:
-    """The provisioner the settings ask for; ``on_change`` hears of each applied change."""
-    if settings.engine == "sandbox":
-        from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+def sandbox_role_arn(environment: Environment) -> str | None:
+    """On the sandbox, the role whose account holds ``environment`` (None: the default account)."""
+    from mirror_rollout.aws import sandbox_account
+    from mirror_rollout.provisioners.sandbox_override import SANDBOX_ROLE
 
-        return SandboxEngine(
-            settings.environment, root=settings.root, lock_info=lock_info, on_change=on_change
-        )
-    from mirror_rollout.provisioners.terraform_cli import TerraformCli
+    account = sandbox_account(environment)
+    return f"arn:aws:iam::{account}:role/{SANDBOX_ROLE}" if account else None
 
-    return TerraformCli(settings.environment, root=settings.root)
+
+def terraform_for(
+    environment: Environment, backend: str, root: Path, work_dir: Path
+) -> TerraformCli:
+    """Terraform for ``environment`` in a working copy at ``work_dir`` (created or refreshed).
+
+    ``backend`` "sandbox" reads the moto endpoint from AWS_ENDPOINT_URL (already
+    checked to be loopback), makes sure the state bucket and lock table exist there,
+    and writes the override; "aws" runs Terraform exactly as an operator would.
+    """
+    if backend != "sandbox":
+        return TerraformCli(environment, root=root, work_dir=work_dir)
+    import boto3
+
+    from mirror_rollout.provisioners import sandbox_override as so
+    from mirror_rollout.provisioners.state_backend import bootstrap, read_backend
+
+    source = terraform_dir(root)
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    spec = read_backend(source)
+    if spec is not None:
+        bootstrap(boto3.session.Session(), spec)
+    raw = so.read_root(source)
+    return TerraformCli(
+        environment,
+        root=root,
+        work_dir=work_dir,
+        backend_config=so.backend_config(endpoint) if spec is not None else None,
+        override=so.render_override(raw, endpoint, assume_role_arn=sandbox_role_arn(environment)),
+        gaps=so.sandbox_gaps(raw),
+    )
+
+
+def make_provisioner(settings, work_dir: Path) -> TerraformCli:
+    """Terraform for a rollout's settings (environment, backend, root)."""
+    return terraform_for(settings.environment, settings.backend, settings.root, work_dir)

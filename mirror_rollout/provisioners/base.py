@@ -1,9 +1,8 @@
-"""One interface for both provisioners: plan to a file, apply exactly that file."""
+"""What plan and apply produce, and the checks that make apply run exactly the reviewed file."""
 
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners.document import PlanDocument, PlanSummary, sha256_file
+from mirror_rollout.provisioners.sandbox_override import SandboxGap
 
 
 class ApplyRefused(RolloutError):
@@ -45,6 +45,16 @@ class PlanResult(BaseModel):
     prior_lineage: str | None = None
     document: PlanDocument
     summary: PlanSummary
+    #: The run's working copy of infra/terraform that Terraform planned.
+    working_copy: str = ""
+    #: The generated sandbox_override.tf (None off the sandbox): part of what is reviewed.
+    override: str | None = None
+    #: The moto gaps the override works around, each a SKIPPED line of the checklist.
+    gaps: list[SandboxGap] = Field(default_factory=list)
+    #: Terraform's exit code (a re-plan exits 2 when anything would change).
+    exit_code: int = 0
+    #: Seconds per Terraform subcommand (init, plan, show, ...).
+    seconds: dict[str, float] = Field(default_factory=dict)
 
 
 class AppliedChange(BaseModel):
@@ -61,6 +71,7 @@ class ApplyResult(BaseModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     state_serial: int | None = None
     seconds: float = 0.0
+    terraform_seconds: dict[str, float] = Field(default_factory=dict)
 
 
 def _require_hash(plan_file: Path, expected_sha256: str | None) -> str:
@@ -100,21 +111,3 @@ def read_verified(plan_file: Path, expected_sha256: str | None) -> bytes:
     data = plan_file.read_bytes()
     _check_hash(plan_file, hashlib.sha256(data).hexdigest(), expected)
     return data
-
-
-class Provisioner(ABC):
-    """Plans and applies infra/terraform for one environment (workspace)."""
-
-    name: str
-
-    @abstractmethod
-    def plan(self, out_dir: Path) -> PlanResult: ...
-
-    @abstractmethod
-    def apply(self, plan_file: Path, expected_sha256: str | None) -> ApplyResult: ...
-
-    @abstractmethod
-    def outputs(self) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def state_serial(self) -> int | None: ...

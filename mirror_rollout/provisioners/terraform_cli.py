@@ -1,26 +1,29 @@
-"""The Terraform CLI provisioner: plan and apply infra/terraform with ``terraform`` or ``tofu``.
+"""The one provisioner: the Terraform CLI with the real providers, on AWS and on the sandbox.
 
-Used against real clouds. Every command runs in ``infra/terraform`` with
-``TF_IN_AUTOMATION=1``, ``TF_INPUT=0`` and a data directory of its own per
-workspace (``<root>/.terraform-data/<workspace>``), so two workspaces planned
-side by side never share ``.terraform`` (backend config, selected workspace,
-providers).
+Every command runs in the run's own working copy of the root's
+``infra/terraform`` (``TF_IN_AUTOMATION=1``, ``TF_INPUT=0``, its own data
+directory), so nothing is ever written under ``infra/`` and two runs never
+share ``.terraform``. On the sandbox the working copy also holds the generated
+``sandbox_override.tf`` (see :mod:`sandbox_override`), and the S3 backend is
+pointed at moto through ``-backend-config``; the code path is otherwise the
+one used against AWS.
 
 ``plan`` writes three files into the output directory:
 
 - ``<workspace>.tfplan``: Terraform's binary plan; its sha256 is what a
   reviewer approves and the only thing ``apply`` will run;
-- ``<workspace>.tfplan.json``: ``terraform show -json`` of it, the review artifact;
+- ``<workspace>.tfplan.json``: ``terraform show -json`` of it (format 1.2), the
+  review document;
 - ``<workspace>.tfplan.meta.json``: the state serial and lineage the plan was
   made against, so ``apply`` can refuse a stale plan before touching anything
   (Terraform itself would also refuse it, with "Saved plan is stale").
 
-The JSON artifact holds the planned values in full, sensitive ones included
-(Terraform's ``show -json`` marks them in ``*_sensitive`` but does not mask
-them), exactly like the binary plan file: keep both where the state is kept.
+The JSON holds the planned values in full, as the binary plan does: keep both
+where the state is kept. (This root has no secret in state: the nonce is not a
+Terraform resource.)
 
-The pure parts (argv construction, parsing of ``state pull``, ``output -json``
-and error output) are module functions, tested without any binary.
+The pure parts (argv construction, parsing of ``state pull``, ``output -json``,
+apply progress and error output) are module functions, tested without any binary.
 """
 
 from __future__ import annotations
@@ -52,19 +55,19 @@ from mirror_rollout.environments import (
 from mirror_rollout.errors import ConfigError, RolloutError
 from mirror_rollout.provisioners.base import (
     AppliedChange,
+    ApplyInterrupted,
     ApplyRefused,
     ApplyResult,
     PlanResult,
-    Provisioner,
     StateLocked,
     verify_plan_file,
 )
 from mirror_rollout.provisioners.document import PlanDocument, sha256_file, summarize
+from mirror_rollout.provisioners.sandbox_override import OVERRIDE_FILE, SandboxGap, excluded
+from mirror_rollout.provisioners.terraform_binary import cli_config, find_terraform, plugin_mirror
 
 LOG = logging.getLogger("mirror_rollout.terraform")
 
-#: Looked up on PATH in this order when no binary is given.
-CANDIDATES = ("terraform", "tofu")
 META_FORMAT = "mirror-rollout-terraform-plan-meta/1"
 #: Backend settings whose values never reach the log.
 SECRET_BACKEND_KEYS = frozenset({"access_key", "secret_key", "token", "sse_customer_key"})
@@ -76,6 +79,11 @@ _COMPLETE = re.compile(
     r"(?P<duration>(?:\d+h)?(?:\d+m)?\d+s)\b"
 )
 _LOCK_ID = re.compile(r"^\s*ID:\s+(?P<id>\S+)")
+_WITH = re.compile(r"^\s*with (?P<address>[^,]+),\s*$")
+#: What a working copy never takes from the root: Terraform's own data and local state.
+_NOT_COPIED = shutil.ignore_patterns(
+    ".terraform", ".terraform-data", "*.tfstate", "*.tfstate.*", "*.tfplan", OVERRIDE_FILE
+)
 
 
 # -- pure helpers --------------------------------------------------------------------
@@ -120,6 +128,7 @@ def command_lines(
     var_file: Path | str,
     plan_file: Path | str,
     backend_config: Mapping[str, Any] | None = None,
+    lock_id: str = "",
 ) -> dict[str, list[str]]:
     """Pure: every argv the provisioner runs, keyed by the subcommand's name."""
     return {
@@ -142,9 +151,22 @@ def command_lines(
             f"-var-file={var_file}",
             f"-out={plan_file}",
         ],
+        # The re-plan: refreshes, exits 2 when anything would change (0: none).
+        "re-plan": [
+            binary,
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-detailed-exitcode",
+            f"-var-file={var_file}",
+            f"-out={plan_file}",
+        ],
         "show": [binary, "show", "-json", "-no-color", str(plan_file)],
         "apply": [binary, "apply", "-input=false", "-no-color", str(plan_file)],
         "output": [binary, "output", "-json", "-no-color"],
+        "force-unlock": [binary, "force-unlock", "-force", "-no-color", lock_id],
+        "version": [binary, "version", "-json"],
+        "validate": [binary, "validate", "-no-color"],
     }
 
 
@@ -224,26 +246,19 @@ def parse_apply_timings(stdout: str) -> dict[str, float]:
     return timings
 
 
-def find_binary(binary: str | None = None) -> str:
-    """Absolute path of the binary to run: the given one, else terraform, else tofu, on PATH."""
-    if binary:
-        found = shutil.which(binary)
-        if found is None:
-            raise ConfigError(
-                f"the Terraform binary {binary!r} is not an executable on PATH",
-                "give the name or path of a terraform or tofu executable",
-            )
-        return found
-    for name in CANDIDATES:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise ConfigError(
-        "neither terraform nor tofu is on PATH",
-        "install Terraform >= 1.6 (https://developer.hashicorp.com/terraform/install) or "
-        "OpenTofu (https://opentofu.org/docs/intro/install/), or use `--provisioner sandbox` "
-        "on the sandbox",
-    )
+def applied_addresses(stdout: str) -> list[str]:
+    """Addresses apply finished (created, changed or destroyed), in order."""
+    return [m["address"] for m in map(_COMPLETE.match, map(str.strip, stdout.splitlines())) if m]
+
+
+def failed_addresses(output: str) -> list[str]:
+    """Addresses named by apply's errors (``with aws_x.y,`` under each ``Error:``), in order."""
+    found = []
+    for line in output.splitlines():
+        match = _WITH.match(_ANSI.sub("", line).strip(_BOX))
+        if match and match["address"] not in found:
+            found.append(match["address"])
+    return found
 
 
 class PlanMeta(BaseModel):
@@ -311,30 +326,14 @@ class Completed:
 
 
 # -- the provisioner -----------------------------------------------------------------
-class TerraformCli(Provisioner):
-    """Drives ``terraform`` (or ``tofu``) for one environment / workspace.
+class TerraformCli:
+    """Drives ``terraform`` for one environment (workspace) in a working copy of the root.
 
-    ``backend_config`` adds ``-backend-config=key=value`` to ``init`` (on top of
-    the ``backend "s3"`` block in backend.tf). Values are strings, numbers,
-    booleans, or maps/lists rendered as HCL literals. To point the S3 backend
-    at the sandbox's moto server (Terraform >= 1.6)::
-
-        url = sandbox_config.url("moto")
-        TerraformCli(
-            "staging",
-            backend_config={
-                "endpoints": {"s3": url, "dynamodb": url, "sts": url},
-                "use_path_style": True,
-                "skip_credentials_validation": True,
-                "skip_requesting_account_id": True,
-                "skip_metadata_api_check": True,
-            },
-            extra_env=sandbox.exports(sandbox_config),  # AWS_ENDPOINT_URL, test credentials
-        )
-
-    The AWS provider reads ``AWS_ENDPOINT_URL`` from ``extra_env``; provider
-    plugins are still downloaded from the registry by ``init``. The sandbox
-    engine (``--provisioner sandbox``) needs neither a binary nor a network.
+    ``work_dir`` receives a copy of ``<root>/infra/terraform`` (plus ``override``,
+    the sandbox's ``sandbox_override.tf``, when given) and Terraform's data
+    directory. ``backend_config`` adds ``-backend-config=key=value`` to ``init``
+    on top of the ``backend "s3"`` block (maps and lists are rendered as HCL).
+    ``extra_env`` is added to every command's environment (credentials, region).
     """
 
     name = "terraform"
@@ -343,11 +342,14 @@ class TerraformCli(Provisioner):
         self,
         environment: Environment | str,
         *,
-        binary: str | None = None,
+        work_dir: Path,
         root: Path | None = None,
         workspace: str | None = None,
         backend_config: Mapping[str, Any] | None = None,
         extra_env: Mapping[str, str] | None = None,
+        override: str | None = None,
+        gaps: list[SandboxGap] | None = None,
+        binary: str | None = None,
     ):
         self.root = Path(root or PROJECT_ROOT).resolve()
         self.environment = parse_environment(environment, self.root)
@@ -357,51 +359,89 @@ class TerraformCli(Provisioner):
                 f"workspace name {self.workspace!r} is not valid",
                 "use letters, digits, '-', '_' and '.'",
             )
-        self.workdir = terraform_dir(self.root)
-        if not self.workdir.is_dir():
+        self.source = terraform_dir(self.root)
+        if not self.source.is_dir():
             raise ConfigError(
-                f"{self.workdir} does not exist", "pass the project root that holds infra/terraform"
+                f"{self.source} does not exist", "pass the project root that holds infra/terraform"
             )
-        self.var_file = tfvars_path(self.environment, self.root)
-        if not self.var_file.is_file():
+        if not tfvars_path(self.environment, self.root).is_file():
             raise ConfigError(
-                f"{self.var_file} does not exist",
-                f"create {self.var_file.name} next to the .tf files",
+                f"{tfvars_path(self.environment, self.root)} does not exist",
+                f"create {self.environment}.tfvars next to the .tf files",
             )
-        self.binary = find_binary(binary)
+        self.binary, version = find_terraform(binary)
+        self.version = ".".join(map(str, version))
         self.tool = Path(self.binary).name
+        self.workdir = Path(work_dir).resolve()
+        self.var_file = self.workdir / f"{self.environment}.tfvars"
+        self.data_dir = self.workdir / ".terraform"
         self.backend_config = dict(backend_config or {})
         self.extra_env = dict(extra_env or {})
-        self.data_dir = self.root / ".terraform-data" / self.workspace
+        self.override = override
+        self.gaps = list(gaps or [])
+        self.mirror = plugin_mirror()
+        #: Seconds spent per subcommand (the benchmark reports Terraform's share).
+        self.timings: dict[str, float] = {}
         self._prepared = False
 
+    # -- working copy --------------------------------------------------------------------
+    def _working_copy(self) -> None:
+        """Copy the root's .tf (and modules) into the working copy; add the override, CLI config."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for old in self.workdir.iterdir():  # the root's files as they are now, nothing stale
+            if old.name in (".terraform", ".terraform.lock.hcl", ".terraformrc"):
+                continue
+            if old.is_dir():
+                shutil.rmtree(old)
+            else:
+                old.unlink()
+        shutil.copytree(self.source, self.workdir, ignore=_NOT_COPIED, dirs_exist_ok=True)
+        if self.override is not None:
+            (self.workdir / OVERRIDE_FILE).write_text(self.override)
+        if self.mirror is not None:
+            (self.workdir / ".terraformrc").write_text(cli_config(self.mirror))
+
     # -- commands ------------------------------------------------------------------------
-    def commands(self, plan_file: Path | str = "") -> dict[str, list[str]]:
+    def commands(self, plan_file: Path | str = "", lock_id: str = "") -> dict[str, list[str]]:
         return command_lines(
             self.binary,
             workspace=self.workspace,
-            var_file=self.var_file,
+            var_file=self.var_file.name,
             plan_file=plan_file,
             backend_config=self.backend_config,
+            lock_id=lock_id,
         )
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, **self.extra_env}
         # TF_WORKSPACE would override (and make `workspace select` fail); the workspace is ours.
-        env.pop("TF_WORKSPACE", None)
-        env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", TF_DATA_DIR=str(self.data_dir))
+        for key in ("TF_WORKSPACE", "TF_CLI_ARGS", "TF_CLI_ARGS_plan", "TF_CLI_ARGS_apply"):
+            env.pop(key, None)
+        env.update(
+            TF_IN_AUTOMATION="1",
+            TF_INPUT="0",
+            TF_DATA_DIR=str(self.data_dir),
+            CHECKPOINT_DISABLE="1",
+        )
+        if self.mirror is not None:
+            env["TF_CLI_CONFIG_FILE"] = str(self.workdir / ".terraformrc")
         return env
 
     def _run(
-        self, name: str, argv: list[str], *, echo: int | None = logging.DEBUG, check: bool = True
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        echo: int | None = logging.DEBUG,
+        check: bool = True,
+        ok_codes: tuple[int, ...] = (0,),
     ) -> Completed:
         """Run one command; stdout lines are logged at ``echo`` (None: never, it holds state).
 
-        With ``check``, a non-zero exit logs the one-line summary with
-        Terraform's output unchanged under it (ERROR) and raises RolloutError
+        With ``check``, an exit code outside ``ok_codes`` logs the one-line summary
+        with Terraform's output unchanged under it (ERROR) and raises RolloutError
         (StateLocked for a held lock).
         """
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         _log(echo or logging.DEBUG, "$ " + shlex.join([self.tool, *redact_argv(argv)[1:]]))
         started = time.monotonic()
         try:
@@ -419,7 +459,7 @@ class TerraformCli(Provisioner):
         except OSError as exc:
             raise ConfigError(
                 f"cannot run {self.binary}: {exc.strerror or exc}",
-                "check that the terraform/tofu binary is installed and executable",
+                "check that terraform is installed and executable",
             ) from None
         stderr_parts: list[str] = []
         reader = threading.Thread(target=lambda: stderr_parts.append(proc.stderr.read()))
@@ -444,13 +484,16 @@ class TerraformCli(Provisioner):
             "".join(stderr_parts),
             round(time.monotonic() - started, 3),
         )
-        if returncode != 0 and check:
+        if returncode not in ok_codes and check:
             self._fail(result, show_stdout=echo is not None)
         if echo is None:
             _log(logging.DEBUG, f"{self.tool} {name}: {len(result.stdout)} bytes of output")
-        if result.stderr.strip():  # warnings on success; the expected failure of a probe
-            level = logging.WARNING if returncode == 0 else logging.INFO
-            _log(level, f"{self.tool} {name} (exit {returncode}):\n{result.stderr.rstrip()}")
+        if result.stderr.strip() and returncode in ok_codes:  # warnings on success
+            _log(
+                logging.WARNING,
+                f"{self.tool} {name} (exit {returncode}):\n{result.stderr.rstrip()}",
+            )
+        self.timings[name] = self.timings.get(name, 0.0) + result.seconds
         return result
 
     def _fail(self, result: Completed, *, show_stdout: bool) -> None:
@@ -476,22 +519,39 @@ class TerraformCli(Provisioner):
             raise StateLocked(
                 f"{summary} (workspace {self.workspace})",
                 "wait for the other plan/apply to finish; if it died, run "
-                f"`TF_DATA_DIR={self.data_dir} {self.tool} force-unlock {lock_id}` in infra/terraform",
+                f"`mirror-rollout force-unlock {lock_id} --env {self.environment}`",
             )
+        if result.name == "apply":
+            self._interrupted(result, summary)
         fixes = {
             "init": "check the backend configuration and the cloud credentials "
             "(Terraform's output is in the log)",
-            "plan": "fix the error shown in the log (configuration, variables or credentials), "
+            "plan": "fix the error Terraform names (configuration, variables or credentials), "
             "then plan again",
-            "apply": "the apply may have changed part of the infrastructure: read the log, "
-            "fix the cause, then plan again and have the new plan reviewed",
+            "re-plan": "fix the error Terraform names, then run the rollout again",
         }
-        raise RolloutError(summary, fixes.get(result.name, "Terraform's output is in the log"))
+        error = TerraformFailed(summary, fixes.get(result.name, "Terraform's output is in the log"))
+        error.first_line, error.command = line or "", result.name
+        raise error
+
+    def _interrupted(self, result: Completed, summary: str) -> None:
+        done = applied_addresses(result.stdout)
+        failed = failed_addresses(result.stderr) or ["(unknown)"]
+        raise ApplyInterrupted(
+            f"{summary}; {len(done)} change(s) were applied and are in state before "
+            f"{', '.join(failed)} failed",
+            "fix the cause named above, then run the rollout again: the new plan holds "
+            "only what is left",
+            address=failed[0],
+            applied=len(done),
+            cause=TerraformFailed(summary),
+        )
 
     def _prepare(self) -> None:
-        """``init`` and select (or create) the workspace, once per instance."""
+        """Working copy, ``init`` and the workspace selected (or created), once per instance."""
         if self._prepared:
             return
+        self._working_copy()
         commands = self.commands()
         self._run("init", commands["init"])
         selected = self._run("workspace select", commands["workspace select"], check=False)
@@ -505,6 +565,12 @@ class TerraformCli(Provisioner):
             self._run("state pull", self.commands()["state pull"], echo=None).stdout
         )
 
+    def state_document(self) -> dict[str, Any]:
+        """The workspace's current state (``terraform state pull``), {} when there is none."""
+        self._prepare()
+        text = self._run("state pull", self.commands()["state pull"], echo=None).stdout
+        return json.loads(text) if text.strip() else {}
+
     def _show(self, plan_file: Path) -> tuple[PlanDocument, str]:
         text = self._run("show", self.commands(plan_file)["show"], echo=None).stdout
         try:
@@ -513,13 +579,14 @@ class TerraformCli(Provisioner):
             raise RolloutError(
                 f"`{self.tool} show -json` did not print a plan document: "
                 f"{exc.errors()[0]['msg']} at {'.'.join(map(str, exc.errors()[0]['loc']))}",
-                "use Terraform >= 1.6 or OpenTofu; the log has the command line",
+                "use Terraform >= 1.11; the log has the command line",
             ) from None
         document.check_version()
         return document, text
 
     # -- plan ----------------------------------------------------------------------------
-    def plan(self, out_dir: Path) -> PlanResult:
+    def plan(self, out_dir: Path, *, replan: bool = False) -> PlanResult:
+        """Plan into ``out_dir``; ``replan`` adds ``-detailed-exitcode`` (exit 2: changes)."""
         out_dir = Path(out_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         plan_file = out_dir / f"{self.workspace}.tfplan"
@@ -527,7 +594,8 @@ class TerraformCli(Provisioner):
             stale.unlink(missing_ok=True)  # a failed plan must not leave an older one behind
         self._prepare()
         prior = self._state_header()
-        self._run("plan", self.commands(plan_file)["plan"], echo=logging.INFO)
+        name = "re-plan" if replan else "plan"
+        done = self._run(name, self.commands(plan_file)[name], echo=logging.INFO, ok_codes=(0, 2))
         document, text = self._show(plan_file)
         sha = sha256_file(plan_file)
         json_path(plan_file).write_text(text)
@@ -540,7 +608,7 @@ class TerraformCli(Provisioner):
             terraform_version=document.terraform_version,
         )
         meta_path(plan_file).write_text(meta.model_dump_json(indent=1) + "\n")
-        summary = summarize(document, sha)
+        summary = summarize(document, sha, excluded(self.gaps))
         _log(logging.INFO, f"plan {plan_file.name} ({sha[:12]}…): {summary.headline()}")
         return PlanResult(
             provisioner=self.name,
@@ -552,6 +620,11 @@ class TerraformCli(Provisioner):
             prior_lineage=meta.prior_lineage,
             document=document,
             summary=summary,
+            working_copy=str(self.workdir),
+            override=self.override,
+            gaps=self.gaps,
+            exit_code=done.returncode,
+            seconds=dict(self.timings),
         )
 
     # -- apply ---------------------------------------------------------------------------
@@ -613,12 +686,14 @@ class TerraformCli(Provisioner):
         return ApplyResult(
             sha256=sha,
             applied=applied,
+            not_provisioned=dict(excluded(self.gaps)),
             outputs=outputs,
             state_serial=header[0] if header else None,
             seconds=round(time.monotonic() - started, 3),
+            terraform_seconds=dict(self.timings),
         )
 
-    # -- reads ---------------------------------------------------------------------------
+    # -- reads and repairs ---------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
         self._prepare()
         return parse_outputs(self._run("output", self.commands()["output"], echo=None).stdout)
@@ -627,3 +702,55 @@ class TerraformCli(Provisioner):
         self._prepare()
         header = self._state_header()
         return header[0] if header else None
+
+    def refuses_configuration(self, failure: TerraformFailed) -> str | None:
+        """Terraform's first error line if ``failure`` is Terraform refusing the configuration.
+
+        ``terraform validate`` decides for what it can see; plan-time refusals
+        (prevent_destroy, invalid count, preconditions ...) are told by their title.
+        """
+        if failure.command in ("plan", "re-plan") and self._prepared:
+            checked = self._run("validate", self.commands()["validate"], check=False)
+            if checked.returncode != 0:
+                return first_error_line(checked.stderr) or first_error_line(checked.stdout)
+        if failure.first_line.startswith(PLAN_TIME_REFUSALS):
+            return failure.first_line
+        return None
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Terraform's own ``force-unlock`` of the workspace's state lock."""
+        self._prepare()
+        self._run("force-unlock", self.commands(lock_id=lock_id)["force-unlock"], echo=logging.INFO)
+
+
+class TerraformFailed(RolloutError):
+    """A Terraform command failed; ``first_line`` is Terraform's own first error line."""
+
+    first_line: str = ""
+    command: str = ""
+
+
+#: Terraform's own refusals of a configuration that only show at plan time (validate passes).
+PLAN_TIME_REFUSALS = (
+    "Error: Instance cannot be destroyed",
+    "Error: Invalid count argument",
+    "Error: Invalid for_each argument",
+    "Error: Resource precondition failed",
+    "Error: Invalid value for variable",
+    "Error: No value for required variable",
+    "Error: Cycle",
+    "Error: Moved object still exists",
+    "Error: Ambiguous move statements",
+    "Error: Invalid function argument",
+    "Error: Error in function call",
+    "Error: Invalid index",
+    "Error: Unsupported attribute",
+    "Error: Missing required argument",
+    "Error: Unsupported argument",
+    "Error: Unsupported block type",
+    "Error: Reference to undeclared",
+    "Error: Module not installed",
+    "Error: Unreadable module directory",
+    "Error: Argument or block definition required",
+    "Error: Invalid expression",
+)

@@ -12,6 +12,7 @@ from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners import make_provisioner
 from mirror_rollout.provisioners.base import ApplyInterrupted, ApplyResult, PlanResult
 from mirror_rollout.settings import RolloutSettings
+from tasks.plan.task import working_copy
 
 
 class ReplanNotEmpty(RolloutError):
@@ -37,18 +38,14 @@ def retry_before_any_change(_task, _task_run, state) -> bool:
     retry_delay_seconds=[10, 30],
     retry_condition_fn=retry_before_any_change,
 )
-def apply(
-    settings: RolloutSettings, plan_file: str, approved_sha256: str, lock_info: str = ""
-) -> ApplyResult:
+def apply(settings: RolloutSettings, plan_file: str, approved_sha256: str) -> ApplyResult:
+    """Terraform applies the approved plan file (its progress lines go to the run log)."""
     logger = get_run_logger()
     logger.info("Applying %s (approved sha256 %s)", Path(plan_file).name, approved_sha256)
-
-    def log_change(change) -> None:  # as each change lands, so a person can follow the apply
-        note = f" — {change.note}" if change.note else ""
-        logger.info("%-8s %s (%.2fs)%s", change.action, change.address, change.seconds, note)
-
-    provisioner = make_provisioner(settings, lock_info, on_change=log_change)
-    result = provisioner.apply(Path(plan_file), approved_sha256)
+    run_dir = Path(plan_file).parent
+    result = make_provisioner(settings, working_copy(run_dir)).apply(
+        Path(plan_file), approved_sha256
+    )
     create_markdown_artifact(
         key=f"{settings.environment}-outputs",
         markdown=outputs_markdown(settings.environment, result),
@@ -66,7 +63,7 @@ def outputs_markdown(environment: str, result: ApplyResult) -> str:
     ]
     if result.not_provisioned:
         lines += (
-            ["## Not provisionable in the sandbox", ""]
+            ["## Not created on the sandbox (moto gaps)", ""]
             + [f"- `{a}`: {why}" for a, why in sorted(result.not_provisioned.items())]
             + [""]
         )
@@ -81,10 +78,12 @@ def outputs_markdown(environment: str, result: ApplyResult) -> str:
     retries=2,
     retry_delay_seconds=[2, 10],
 )
-def replan_is_noop(settings: RolloutSettings, out_dir: Path, lock_info: str = "") -> PlanResult:
-    """After apply the configuration and state must agree: any change here is a defect."""
-    result = make_provisioner(settings, lock_info).plan(out_dir / "replan")
-    if result.summary.has_changes:
+def replan_is_noop(settings: RolloutSettings, out_dir: Path) -> PlanResult:
+    """After apply, a refreshing plan must change nothing (Terraform's -detailed-exitcode 0)."""
+    result = make_provisioner(settings, working_copy(out_dir)).plan(
+        Path(out_dir) / "replan", replan=True
+    )
+    if result.exit_code == 2 or result.summary.has_changes:
         changed = [
             c.address
             for c in result.document.managed_changes()

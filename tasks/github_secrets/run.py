@@ -7,7 +7,9 @@ Shared by the Prefect task and the CLI; ``show`` is how each presents the report
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
@@ -15,7 +17,7 @@ from pydantic import SecretStr
 from mirror_rollout.environments import terraform_dir
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.provisioners import make_provisioner
-from mirror_rollout.provisioners.base import Provisioner
+from mirror_rollout.provisioners.state_backend import read_backend
 from mirror_rollout.settings import RolloutSettings
 from tasks.github_secrets.client import DEFAULT_API, TOKEN_FIX, SecretsClient
 from tasks.github_secrets.plan import check_repo, require_values, secrets_for
@@ -34,24 +36,17 @@ def token_from_env() -> SecretStr | None:
     return SecretStr(token) if token else None
 
 
-def backend_bucket(provisioner: Provisioner) -> str:
-    """The state bucket the provisioner really uses: backend.tf plus its overrides."""
-    from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
-    from mirror_rollout.provisioners.sandbox.state import Backend
-
-    if isinstance(provisioner, SandboxEngine):
-        return provisioner.backend.bucket
-    # The Terraform CLI: the block `init` reads, with the -backend-config values on top.
-    from mirror_rollout.hcl.module import load_module
-
-    module = load_module(terraform_dir(provisioner.root))
-    return Backend.from_block(module.backend, getattr(provisioner, "backend_config", None)).bucket
-
-
 def read_outputs(settings: RolloutSettings) -> tuple[dict[str, Any], str]:
-    """The environment's current (non-sensitive) outputs and its state bucket."""
-    provisioner = make_provisioner(settings)
-    return provisioner.outputs(), backend_bucket(provisioner)
+    """The environment's current (non-sensitive) outputs and its state bucket.
+
+    Terraform reads them in a throw-away working copy; the bucket is the one in the
+    root's ``backend "s3"`` block, which is where ``init`` keeps the state.
+    """
+    source = terraform_dir(settings.root)
+    spec = read_backend(source)
+    with tempfile.TemporaryDirectory(prefix="mirror-rollout-outputs-") as work:
+        outputs = make_provisioner(settings, Path(work) / "terraform").outputs()
+    return outputs, spec.bucket if spec else ""
 
 
 def github_secrets_of(

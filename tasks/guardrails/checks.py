@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mirror_rollout import contract
 from mirror_rollout.hcl.values import Unknown
+
+from mirror_rollout import contract
 from mirror_rollout.results import CheckResult, Evidence, Severity, Status
 from tasks.guardrails.view import InfraView, ResourceView
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mirror_rollout.environments import Environment, gcp_dir, terraform_dir
 from mirror_rollout.hcl.config import Configuration, read_tfvars, resolve_variables
 from mirror_rollout.hcl.module import Lifecycle, load_module
+
+from mirror_rollout.environments import Environment, gcp_dir, terraform_dir
 
 
 @dataclass

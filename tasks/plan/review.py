@@ -11,7 +11,8 @@ _ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3, "no-op": 4, "read
 def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = None) -> str:
     s = plan.summary
     lines = [
-        f"# Plan for {plan.environment} ({plan.provisioner} provisioner, workspace `{plan.workspace}`)",
+        f"# Plan for {plan.environment} (Terraform {plan.document.terraform_version}, "
+        f"workspace `{plan.workspace}`)",
         "",
         f"**{s.headline()}**",
         "",
@@ -27,10 +28,8 @@ def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = Non
         lines += ["## Resources the contract expects but this plan lacks", ""]
         lines += [f"- `{a}`" for a in s.missing_expected]
         lines.append("")
-    if s.not_provisionable:
-        lines += ["## Not provisionable in the sandbox (kept in the plan, recorded at apply)", ""]
-        lines += [f"- `{a}`: {why}" for a, why in sorted(s.not_provisionable.items())]
-        lines.append("")
+    if plan.override is not None:
+        lines += _override_section(plan)
     lines += ["## Counts", "", "| action | count |", "|---|---|"]
     lines += [
         f"| {a} | {n} |" for a, n in sorted(s.counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))
@@ -60,6 +59,34 @@ def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = Non
             + ("" if not failed else ": failing " + ", ".join(sorted({r.check_id for r in failed})))
         )
     return "\n".join(lines) + "\n"
+
+
+def summary_lines(plan: PlanResult) -> list[str]:
+    """The terminal summary of a plan: counts per action, destructive changes first."""
+    s = plan.summary
+    lines = []
+    if s.destructive:
+        lines.append(f"DESTRUCTIVE ({len(s.destructive)}):")
+        lines += [f"  {d.action:<8} {d.address}" for d in s.destructive]
+    lines.append(s.headline())
+    counts = sorted(s.counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))
+    lines += [f"  {action:<8} {n}" for action, n in counts]
+    if s.missing_expected:
+        lines.append("missing from the plan: " + ", ".join(s.missing_expected))
+    lines += [f"sandbox gap: {g.address} — {g.consequence}" for g in plan.gaps]
+    lines.append(f"sha256 {s.sha256}")
+    return lines
+
+
+def _override_section(plan: PlanResult) -> list[str]:
+    """The sandbox override, in full: a reviewer sees exactly what differs from production."""
+    lines = ["## Sandbox override (`sandbox_override.tf`, not in infra/)", ""]
+    if plan.gaps:
+        lines += ["Moto gaps it works around (each a SKIPPED checklist line):", ""]
+        lines += [f"- `{g.address}`: {g.consequence} — {g.moto_behaviour}" for g in plan.gaps]
+        lines.append("")
+    lines += ["```hcl", (plan.override or "").rstrip(), "```", ""]
+    return lines
 
 
 def _changed(change) -> str:

@@ -20,8 +20,14 @@ from tasks.plan.review import review_markdown
     retries=2,
     retry_delay_seconds=[2, 10],
 )
-def plan(settings: RolloutSettings, out_dir: Path, lock_info: str = "") -> PlanResult:
-    return make_provisioner(settings, lock_info).plan(out_dir)
+def plan(settings: RolloutSettings, out_dir: Path) -> PlanResult:
+    """Terraform plans the run's working copy (``<out_dir>/terraform``) into ``out_dir``."""
+    return make_provisioner(settings, working_copy(out_dir)).plan(out_dir)
+
+
+def working_copy(run_dir: Path) -> Path:
+    """The run's copy of infra/terraform (with the sandbox override): what plan and apply use."""
+    return Path(run_dir) / "terraform"
 
 
 @task(name="review-artifact", task_run_name="review-{result.environment}")

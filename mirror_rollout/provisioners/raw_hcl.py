@@ -1,0 +1,45 @@
+"""The raw structure of .tf files (python-hcl2), for what must be known before Terraform runs.
+
+python-hcl2 8 keeps string literals and block labels with their quotes
+(``'"main"'``) and references as ``"${...}"``; :func:`unquote` gives the text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mirror_rollout.errors import ConfigError
+
+
+def unquote(value: Any) -> str:
+    text = str(value)
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    if text.startswith("${") and text.endswith("}"):
+        return text[2:-1]
+    return text
+
+
+def load(path: Path) -> dict[str, Any]:
+    """One file's raw structure; a syntax error is one ConfigError naming the file."""
+    import hcl2
+    from lark.exceptions import LarkError
+
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return hcl2.load(handle)
+    except (LarkError, ValueError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"{path}: cannot be parsed: {first}", "fix the syntax (`terraform validate` shows it)"
+        ) from None
+
+
+def root_files(directory: Path) -> list[Path]:
+    """The root's own .tf files (override files are merged by Terraform, not read here)."""
+    return [
+        p
+        for p in sorted(directory.glob("*.tf"))
+        if not (p.name.endswith("_override.tf") or p.name == "override.tf")
+    ]
