@@ -10,11 +10,11 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed, capabilities
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 from mirror_rollout.results import Evidence, Severity, Status
 from tasks.alarms import checks as c
 from tasks.alarms.probe import PROBE_QUEUE_PREFIX, queue_policy
 from tasks.alarms.task import alarm_probe, probe_alarms
+from tests.applied import apply_environment
 from tests.aws_inventory import client
 from tests.conftest import reset_moto
 
@@ -217,9 +217,7 @@ def test_queue_policy_admits_only_the_topic():
 # -- against the sandbox --------------------------------------------------------------------
 def deploy_staging(out) -> dict:
     reset_moto()
-    engine = SandboxEngine(ENV)
-    plan = engine.plan(out)
-    return engine.apply(plan.plan_file, plan.sha256).outputs
+    return apply_environment(ENV, out).outputs
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import prefect.main  # noqa: F401 - Prefect's log handlers bind to the real stderr, not capsys's
 import pytest
-
 from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+
 from tests.aws_inventory import client, inventory
 from tests.infra_copy import InfraCopy
 

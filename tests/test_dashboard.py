@@ -11,10 +11,10 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 from mirror_rollout.results import Evidence, Status
 from tasks.dashboard.checks import check_dashboard, search_tables
 from tasks.dashboard.task import dashboard, verify_dashboard
+from tests.applied import apply_environment
 from tests.aws_inventory import client
 from tests.conftest import reset_moto
 
@@ -147,9 +147,7 @@ def test_alarm_widget():
 @pytest.fixture(scope="module")
 def staging(prefect_api, tmp_path_factory):
     reset_moto()
-    engine = SandboxEngine(ENV)
-    plan = engine.plan(tmp_path_factory.mktemp("plan"))
-    return engine.apply(plan.plan_file, plan.sha256).outputs
+    return apply_environment(ENV, tmp_path_factory.mktemp("plan")).outputs
 
 
 @pytest.fixture

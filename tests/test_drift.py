@@ -10,7 +10,6 @@ import pytest
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 from mirror_rollout.results import Evidence, Status
 from tasks.drift.baseline import LATEST_KEY, BaselineMissing, load_baseline, run_key
 from tasks.drift.compare import ABSENT, MISSING, PRESENT, RESOURCE, Drift, diff, to_check_results
@@ -24,6 +23,7 @@ from tasks.drift.snapshot import (
     trust_attributes,
 )
 from tasks.drift.task import compare_live, record_baseline
+from tests.applied import apply_environment
 from tests.aws_inventory import client
 from tests.conftest import reset_moto
 
@@ -150,9 +150,7 @@ def region() -> str:
 def staging(prefect_api, tmp_path_factory):
     """Staging applied by the sandbox engine and its baseline recorded, as a rollout leaves it."""
     reset_moto()
-    engine = SandboxEngine(ENV)
-    plan = engine.plan(tmp_path_factory.mktemp("plan"))
-    applied = engine.apply(plan.plan_file, plan.sha256)
+    applied = apply_environment(ENV, tmp_path_factory.mktemp("plan"))
     stored = record_baseline.fn(ENV, region())
     return applied, stored
 

@@ -18,6 +18,7 @@ from mirror_rollout.results import Status
 from tasks.e2e import checks
 from tasks.e2e.github import latest_run
 from tasks.e2e.oracle import OracleClient
+from tests.applied import apply_environment
 from tests.aws_inventory import client
 from tests.conftest import reset_moto
 from tests.local_http import JsonHandler
@@ -116,13 +117,10 @@ def test_step_timer_turns_errors_into_fail():
 @pytest.fixture(scope="module")
 def staging(sandbox, prefect_api, tmp_path_factory):
     """Staging applied with the sandbox engine and its nonce bootstrapped, once."""
-    from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
     from tasks.nonce.task import nonce_bootstrap
 
     reset_moto()
-    engine = SandboxEngine(ENV)
-    planned = engine.plan(tmp_path_factory.mktemp("e2e-plan"))
-    applied = engine.apply(planned.plan_file, planned.sha256)
+    applied = apply_environment(ENV, tmp_path_factory.mktemp("e2e-plan"))
     nonce_bootstrap.fn(ENV, REGION)
     return applied.outputs
 

@@ -17,11 +17,11 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 from prefect import flow
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 from mirror_rollout.results import Status
 from mirror_rollout.sandbox_faults import FaultProxy, FaultRule, cbor_map, error_response, identify
 from tests.aws_inventory import inventory

@@ -17,10 +17,13 @@ import pytest
 from nacl.public import PrivateKey, SealedBox
 from pydantic import SecretStr
 
+from mirror_rollout import contract
 from mirror_rollout import sandbox as sb
 from mirror_rollout.environments import terraform_dir
 from mirror_rollout.errors import ConfigError, RolloutError
-from mirror_rollout.hcl.module import load_module
+from mirror_rollout.provisioners import raw_hcl
+from mirror_rollout.provisioners.raw_hcl import unquote
+from mirror_rollout.provisioners.state_backend import read_backend
 from tasks.github_secrets.client import GithubRefused, SecretsClient, refusal, seal
 from tasks.github_secrets.plan import (
     BACKEND_SOURCE,
@@ -34,6 +37,7 @@ from tasks.github_secrets.report import SecretsReport, how_to_set, listed, markd
 
 # Imports Prefect, which configures logging: before caplog attaches its handler.
 from tasks.github_secrets.task import github_secrets
+from tests.applied import apply_environment
 from tests.conftest import fresh_config
 from tests.local_http import JsonHandler
 
@@ -83,10 +87,14 @@ def test_production_names_end_in_production_and_the_state_bucket_is_shared():
 
 def test_sources_exist_in_the_terraform_code():
     """Each output named is declared, and state_bucket_name is the backend's bucket."""
-    module = load_module(terraform_dir())
-    assert {s.output for s in SOURCES if s.output} <= set(module.outputs)
-    assert STATE_BUCKET_OUTPUT in module.outputs
-    assert module.backend[1]["bucket"] == BUCKET
+    outputs = {
+        unquote(name)
+        for block in raw_hcl.load(terraform_dir() / "outputs.tf").get("output", [])
+        for name in block
+    }
+    assert {s.output for s in SOURCES if s.output} <= outputs
+    assert STATE_BUCKET_OUTPUT in outputs
+    assert read_backend(terraform_dir()).bucket == BUCKET
     main_tf = (terraform_dir() / "main.tf").read_text()
     assert f'state_bucket_name     = "{BUCKET}"' in main_tf
 
@@ -359,15 +367,12 @@ def moto(tmp_path_factory):
 @pytest.fixture(scope="module")
 def staging(moto, tmp_path_factory):
     """Staging applied by the sandbox engine: the expected secret values, from its apply."""
-    from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 
-    engine = SandboxEngine("staging")
-    planned = engine.plan(tmp_path_factory.mktemp("secrets-plan"))
-    applied = engine.apply(planned.plan_file, planned.sha256)
+    applied = apply_environment("staging", tmp_path_factory.mktemp("secrets-plan"))
     return {
         "AWS_ROLE_ARN_STAGING": applied.outputs["github_deploy_role_arn"],
         "OPS_SNS_TOPIC_ARN_STAGING": applied.outputs["sns_topic_arn"],
-        "TERRAFORM_STATE_BUCKET": engine.backend.bucket,
+        "TERRAFORM_STATE_BUCKET": contract.STATE_BUCKET,
     }
 
 

@@ -452,6 +452,7 @@ def test_bootstrap_replaces_the_placeholder_once(nonce, debug_logs):
 
 def test_bootstrap_with_the_sandbox_engine_parameter(clean_aws, prefect_api, tmp_path):
     from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+
     from tasks.nonce.task import evaluate_bootstrap
 
     engine = SandboxEngine(ENV)

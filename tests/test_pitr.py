@@ -10,7 +10,6 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 from mirror_rollout.results import Evidence, Status
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
@@ -21,6 +20,7 @@ from tasks.pitr.checks import (
     pitr_description,
 )
 from tasks.pitr.task import pitr, verify_pitr
+from tests.applied import apply_environment
 from tests.aws_inventory import client
 from tests.conftest import reset_moto
 
@@ -102,9 +102,7 @@ def test_judge():
 def staging(prefect_api, tmp_path_factory):
     """Staging applied on the sandbox; Prefect at the sandbox server (artifacts of ``.fn`` calls)."""
     reset_moto()
-    engine = SandboxEngine("staging")
-    plan = engine.plan(tmp_path_factory.mktemp("plan"))
-    return engine.apply(plan.plan_file, plan.sha256)
+    return apply_environment("staging", tmp_path_factory.mktemp("plan"))
 
 
 def region() -> str:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+
 from tests.aws_inventory import inventory
 from tests.rollout_run import approve_as, artifacts_of, task_names
 
