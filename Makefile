@@ -13,15 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Only create .venv with the project and its dev tools.
+## Create .venv with the project and its dev tools, and check for Terraform >= 1.11.
 setup: $(STAMP)
+	$(BIN)/mirror-rollout doctor
 
 ## Bring the sandbox up and run the staging rollout on it, approved as "sandbox-auto".
-rehearse: $(STAMP)
+rehearse: setup
 	$(BIN)/mirror-rollout rehearse --env staging --auto-approve
 
 ## Run the test suite: two pytest workers, each starting its own sandbox servers on free ports.
-test: $(STAMP)
+test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)

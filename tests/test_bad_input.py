@@ -16,8 +16,8 @@ from pathlib import Path
 
 import prefect.main  # noqa: F401 - Prefect's log handlers bind to the real stderr, not capsys's
 import pytest
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
 
+from tests.applied import state_serial
 from tests.aws_inventory import client, inventory
 from tests.infra_copy import InfraCopy
 
@@ -35,7 +35,7 @@ def world() -> dict:
     return {
         "inventory": inventory(),
         "nonce": versions,
-        "state": SandboxEngine("staging").state_serial(),
+        "state": state_serial("staging"),
     }
 
 
@@ -195,12 +195,6 @@ class FlowCase:
 FLOW_CASES = [
     FlowCase("rollout-unknown-env", "rollout:infra_rollout", {"environment": "qa"}, "'qa'"),
     FlowCase("rollout-unknown-backend", "rollout:infra_rollout", {"backend": "gcp"}, "'gcp'"),
-    FlowCase(
-        "rollout-unknown-provisioner",
-        "rollout:infra_rollout",
-        {"provisioner": "terraformm"},
-        "invalid provisioner 'terraformm'",
-    ),
     FlowCase(
         "rollout-approval-timeout-negative",
         "rollout:infra_rollout",

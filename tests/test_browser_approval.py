@@ -169,7 +169,7 @@ def test_reviewer_approves_in_the_prefect_ui(sandbox, rollout, screenshots):
     assert run.pauses == ["approval-1"]
     assert run.state.is_completed(), run.state.message
     result = run.state.result()
-    assert result["applied"] == 35
+    assert result["applied"] == 32
     assert [a["reviewer"] for a in result["approvals"]] == [REVIEWER]
     approval = artifacts_of(run.flow_run_id)["staging-approval"]
     assert REVIEWER in approval and COMMENT in approval and result["plan_sha256"] in approval

@@ -5,14 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
-
+from tests.applied import apply_environment, state_serial
 from tests.aws_inventory import inventory
 from tests.rollout_run import approve_as, artifacts_of, task_names
 
 
 def nothing_applied(environment: str = "staging", before=None) -> None:
-    assert SandboxEngine(environment).state_serial() is None
+    assert state_serial(environment) is None
     if before is not None:
         assert inventory() == before
 
@@ -26,7 +25,7 @@ def test_approved_staging_rollout_applies_and_replans_clean(rollout):
     assert run.state.is_completed(), message(run)
     assert run.pauses == ["approval-1"]
     result = run.state.result()
-    assert result["applied"] == 35 and result["approvals"][0]["reviewer"] == "alice"
+    assert result["applied"] == 32 and result["approvals"][0]["reviewer"] == "alice"
     assert result["verdict"] == "PASS"  # SKIPPED lines do not fail the run
     artifacts = artifacts_of(run.flow_run_id)
     assert {
@@ -95,30 +94,26 @@ def test_state_changed_between_plan_and_apply_applies_nothing(rollout, tmp_path)
     seen = {}
 
     def interfere_then_approve(run_id: str, key: str) -> None:
-        other = SandboxEngine("staging")  # someone else's reviewed rollout lands first
-        plan = other.plan(tmp_path / "other")
-        other.apply(plan.plan_file, plan.sha256)
-        seen["serial"], seen["inventory"] = other.state_serial(), inventory()
+        apply_environment("staging", tmp_path / "other")  # someone else's rollout lands first
+        seen["serial"], seen["inventory"] = state_serial("staging"), inventory()
         approve(run_id, key)
 
     run = rollout(interfere_then_approve)
     assert run.state.is_failed()
     assert "stale" in message(run)
-    assert SandboxEngine("staging").state_serial() == seen["serial"]
+    assert state_serial("staging") == seen["serial"]
     assert inventory() == seen["inventory"]
 
 
 def test_destructive_plan_needs_allow_destroy(rollout, infra, tmp_path):
-    first = SandboxEngine("staging", root=infra.root)
-    plan = first.plan(tmp_path / "base")
-    first.apply(plan.plan_file, plan.sha256)
+    apply_environment("staging", tmp_path / "base", root=infra.root)
     # Renaming the backup vault replaces it (and every recovery point in it).
     infra.edit("terraform/main.tf", '"${local.prefix}-backup-vault"', '"${local.prefix}-vault"')
-    serial, before = first.state_serial(), inventory()
+    serial, before = state_serial("staging"), inventory()
     run = rollout(approve_as("frank"), root=str(infra.root))
     assert run.state.is_failed()
     assert "allow_destroy" in message(run) and "aws_backup_vault.main" in message(run)
-    assert first.state_serial() == serial and inventory() == before
+    assert state_serial("staging") == serial and inventory() == before
     artifacts = artifacts_of(run.flow_run_id)
     assert "Destructive changes" in artifacts["staging-plan"]
 

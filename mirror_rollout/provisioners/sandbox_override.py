@@ -227,7 +227,6 @@ def _provider_block(
         "  s3_use_path_style           = true",
         "  skip_credentials_validation = true",
         "  skip_metadata_api_check     = true",
-        "  skip_region_validation      = true",
         f"  max_retries                 = {SANDBOX_MAX_RETRIES}",
     ]
     if assume_role_arn:
