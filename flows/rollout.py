@@ -37,6 +37,7 @@ from tasks.gcp.provision import provision_sandbox_bucket
 from tasks.gcp.task import gcs_baselines
 from tasks.guardrails.task import guardrails
 from tasks.nonce.task import nonce_bootstrap
+from tasks.orphans.task import orphan_scan
 from tasks.pitr.task import pitr
 from tasks.plan.task import plan, publish_review
 
@@ -138,6 +139,8 @@ def _rollout(
         else task.submit(env, region, settings.backend)
         for prefix, task in VALIDATIONS.items()
     }
+    # A lost create response leaves a resource in AWS that state does not track.
+    futures["ORPHAN"] = orphan_scan.submit(settings, run_dir, region)
     if settings.backend == "sandbox":
         # The sandbox's GCS emulator stands in for the GCP side: Terraform cannot plan infra/gcp
         # here (no google provider in the mirror), so the bucket is a fixture for the GCS checks.

@@ -261,6 +261,32 @@ def force_unlock(
 
 
 @app.command()
+def adopt(
+    address: Annotated[
+        str, typer.Argument(help="the configuration's address, e.g. aws_sns_topic.ops_alerts")
+    ],
+    resource_id: Annotated[
+        str, typer.Argument(help="the id Terraform imports it by (name or ARN)")
+    ],
+    env: EnvOption = "staging",
+    root: RootOption = None,
+    backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
+) -> None:
+    """Adopt a resource that exists in AWS but not in state (Terraform's own `terraform import`)."""
+    import tempfile
+
+    from mirror_rollout.provisioners import terraform_for
+    from mirror_rollout.settings import validate_settings
+
+    settings = validate_settings(environment=env, backend=backend, root=root)
+    _backend_ready(backend)
+    with tempfile.TemporaryDirectory(prefix="mirror-rollout-adopt-") as work:
+        terraform = terraform_for(settings.environment, backend, settings.root, Path(work))
+        terraform.import_resource(address, resource_id)
+    console.print(f"adopted {resource_id} as {address} in the {env} state; run the rollout again")
+
+
+@app.command()
 def doctor() -> None:
     """Check that the Terraform this project needs is installed (and where providers come from)."""
     from mirror_rollout.provisioners.terraform_binary import describe

@@ -717,6 +717,20 @@ class TerraformCli:
             return failure.first_line
         return None
 
+    def import_resource(self, address: str, resource_id: str) -> None:
+        """Adopt a resource that exists in the cloud into state (Terraform's own ``import``)."""
+        self._prepare()
+        argv = [
+            self.binary,
+            "import",
+            "-input=false",
+            "-no-color",
+            f"-var-file={self.var_file.name}",
+            address,
+            resource_id,
+        ]
+        self._run("import", argv, echo=logging.INFO)
+
     def force_unlock(self, lock_id: str) -> None:
         """Terraform's own ``force-unlock`` of the workspace's state lock."""
         self._prepare()

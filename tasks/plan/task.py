@@ -11,6 +11,7 @@ from mirror_rollout.provisioners import make_provisioner
 from mirror_rollout.provisioners.base import PlanResult
 from mirror_rollout.results import CheckResult
 from mirror_rollout.settings import RolloutSettings
+from tasks.orphans.task import refuse_creating_what_exists
 from tasks.plan.review import review_markdown
 
 
@@ -21,8 +22,20 @@ from tasks.plan.review import review_markdown
     retry_delay_seconds=[2, 10],
 )
 def plan(settings: RolloutSettings, out_dir: Path) -> PlanResult:
-    """Terraform plans the run's working copy (``<out_dir>/terraform``) into ``out_dir``."""
-    return make_provisioner(settings, working_copy(out_dir)).plan(out_dir)
+    """Terraform plans the run's working copy (``<out_dir>/terraform``) into ``out_dir``.
+
+    A plan that creates something already in AWS but not in state (an interrupted
+    apply) is refused here, before anyone reviews it, naming the adopt command.
+    """
+    terraform = make_provisioner(settings, working_copy(out_dir))
+    planned = terraform.plan(out_dir)
+    if planned.summary.counts.get("create") or planned.summary.counts.get("replace"):
+        region = planned.document.variables.get("region", {}).get("value", "us-east-1")
+        document = planned.document.model_dump(mode="json")
+        refuse_creating_what_exists(
+            settings.environment, region, terraform.state_document(), document
+        )
+    return planned
 
 
 def working_copy(run_dir: Path) -> Path:

@@ -1,0 +1,1 @@
+"""Orphan scan: project-named resources in AWS that Terraform state does not track."""
