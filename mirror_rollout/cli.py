@@ -39,14 +39,31 @@ def _mount_sandbox() -> None:
 _mount_sandbox()
 
 
+PlanOption = Annotated[
+    Path | None,
+    typer.Option("--plan", help="a `terraform show -json` file: also run the plan guardrails"),
+]
+
+
 @app.command()
-def guardrails(env: EnvOption = "staging", root: RootOption = None) -> None:
-    """Check the L0 invariants of infra/terraform and infra/gcp before any plan."""
+def guardrails(
+    env: EnvOption = "staging", root: RootOption = None, plan: PlanOption = None
+) -> None:
+    """Check the invariants of infra/terraform and infra/gcp; with --plan, also the plan's values."""
+    from mirror_rollout.environments import parse_environment
     from tasks.guardrails.checks import evaluate_guardrails
+    from tasks.guardrails.plan_checks import load_plan_file, read_plan, run_plan_checks
     from tasks.guardrails.report import rich_table, summary
 
+    parse_environment(env, root)
+    # A bad plan file is reported before anything runs.
+    planned = read_plan(load_plan_file(plan), env) if plan is not None else None
     results = evaluate_guardrails(env, root)
     console.print(rich_table(results, f"guardrails — {env}"))
+    if planned is not None:
+        plan_results = run_plan_checks(planned)
+        console.print(rich_table(plan_results, f"plan guardrails — {env} ({plan})"))
+        results = results + plan_results
     failed = any(r.blocking for r in results)
     console.print(("[red]" if failed else "[green]") + summary(results))
     raise typer.Exit(1 if failed else 0)

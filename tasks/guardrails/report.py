@@ -23,8 +23,14 @@ def artifact_rows(results: list[CheckResult]) -> list[dict[str, str]]:
 def summary(results: list[CheckResult]) -> str:
     checks = {r.check_id for r in results}
     failed = sorted({r.check_id for r in results if r.status is Status.FAIL})
+    skipped = sorted({r.check_id for r in results if r.status is Status.SKIPPED} - set(failed))
     if failed:
         return f"{len(failed)} of {len(checks)} guardrails failed: {', '.join(failed)}"
+    if skipped:
+        return (
+            f"{len(checks) - len(skipped)} of {len(checks)} guardrails passed, "
+            f"{len(skipped)} skipped: {', '.join(skipped)}"
+        )
     return f"all {len(checks)} guardrails passed"
 
 

@@ -1,4 +1,4 @@
-"""Prefect glue for the guardrails: load, check, publish the artifact, fail on errors."""
+"""Prefect glue for the guardrails: check, publish the table artifact, fail on errors."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.results import CheckResult
 from tasks.guardrails.checks import evaluate_guardrails
+from tasks.guardrails.plan_checks import evaluate_plan_guardrails
 from tasks.guardrails.report import artifact_rows, summary
 
 
@@ -17,13 +18,9 @@ class GuardrailsFailed(RolloutError):
     pass
 
 
-@task(name="guardrails", task_run_name="guardrails-{environment}")
-def guardrails(environment: str, root: str | None = None) -> list[CheckResult]:
-    results = evaluate_guardrails(environment, Path(root) if root else None)
+def _publish(results: list[CheckResult], key: str, description: str) -> list[CheckResult]:
     create_table_artifact(
-        key=f"{environment}-guardrails",
-        table=artifact_rows(results),
-        description=f"Static guardrails for {environment}: {summary(results)}",
+        key=key, table=artifact_rows(results), description=f"{description}: {summary(results)}"
     )
     blocking = [r for r in results if r.blocking]
     if blocking:
@@ -33,3 +30,17 @@ def guardrails(environment: str, root: str | None = None) -> list[CheckResult]:
             "fix the Terraform named in the guardrails artifact and run again",
         )
     return results
+
+
+@task(name="guardrails", task_run_name="guardrails-{environment}")
+def guardrails(environment: str, root: str | None = None) -> list[CheckResult]:
+    """Static guardrails over infra/ (raw .tf structure), artifact ``{env}-guardrails``."""
+    results = evaluate_guardrails(environment, Path(root) if root else None)
+    return _publish(results, f"{environment}-guardrails", f"Static guardrails for {environment}")
+
+
+@task(name="plan-guardrails", task_run_name="plan-guardrails-{environment}")
+def plan_guardrails(plan: dict, environment: str) -> list[CheckResult]:
+    """Guardrails over the `terraform show -json` plan document, artifact ``{env}-plan-guardrails``."""
+    results = evaluate_plan_guardrails(plan, environment)
+    return _publish(results, f"{environment}-plan-guardrails", f"Plan guardrails for {environment}")
