@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.common import start_run
+from mirror_rollout import contract
 from mirror_rollout.evidence import ValidationFailed, failure_results, overall
 from mirror_rollout.results import CheckResult, Status
 from mirror_rollout.rollout_slot import environment_slot
@@ -35,7 +36,7 @@ from tasks.expectations.runner import warm_up as warm_up_expectations
 from tasks.expectations.task import validate
 from tasks.gcp.provision import provision_sandbox_bucket
 from tasks.gcp.task import gcs_baselines
-from tasks.guardrails.task import guardrails
+from tasks.guardrails.task import guardrails, plan_guardrails
 from tasks.nonce.task import nonce_bootstrap
 from tasks.orphans.task import orphan_scan
 from tasks.pitr.task import pitr
@@ -110,6 +111,10 @@ def _rollout(
 
     checks = guardrails(env, str(settings.root))
     planned = plan(settings, run_dir)
+    # Evaluated values (names, thresholds, policies) are checked on Terraform's own plan.
+    not_kept = {g.address: g.attributes for g in planned.gaps if g.kind == "ignore"}
+    plan_checks = plan_guardrails(planned.document.model_dump(mode="json"), env, not_kept)
+    checks = [*checks, *plan_checks]
     publish_review(planned, checks)
     logger.info("Plan %s: %s", planned.sha256, planned.summary.headline())
     summary = {"environment": env, "plan_sha256": planned.sha256, "output_dir": str(run_dir)}
@@ -121,8 +126,17 @@ def _rollout(
         approvals = request_approvals(planned, settings.backend, settings.approval_timeout_seconds)
         # An independent check of the approved plan before anything changes.
         changes = [c.model_dump(mode="json") for c in planned.document.resource_changes]
+        # The contract's addresses, less the ones a declared sandbox gap leaves out.
+        expected = [
+            a for a in contract.EXPECTED_ADDRESSES if a not in planned.summary.not_provisionable
+        ]
         results += validate(
-            "plan_changes", changes, env, str(run_dir), allow_destroy=approvals[-1].allow_destroy
+            "plan_changes",
+            changes,
+            env,
+            str(run_dir),
+            allow_destroy=approvals[-1].allow_destroy,
+            expected=expected,
         )
         applied = apply(settings, planned.plan_file, approvals[-1].plan_sha256)
         results += approval_results(approvals, approvals_needed(env))
@@ -132,6 +146,9 @@ def _rollout(
         logger.info("The plan changes nothing; no approval or apply needed")
         summary |= {"applied": 0, "not_provisioned": {}}
 
+    # The re-plan reads only what Terraform manages, which no validation changes: it runs
+    # beside them (its verdict still gates the checklist) rather than after them.
+    replanning = replan_is_noop.submit(settings, run_dir)
     # Days 20-22: the L0 guarantees on the live environment, concurrently.
     futures = {
         prefix: task.submit(env, region)
@@ -180,7 +197,8 @@ def _rollout(
     for found in validations.values():
         results += found
 
-    replan = replan_is_noop(settings, run_dir, return_state=True)
+    replanning.wait()
+    replan = replanning.state
     results += (
         replan_results(replan.result())
         if replan.is_completed()

@@ -258,6 +258,16 @@ resource "aws_dynamodb_table" "block_counter" {
 # /guardian/{env}/redaction_nonce_v* and the SSM-failure alarm below.
 # ---------------------------------------------------------------------------
 
+# Environments applied before this change have v1 in state: forget it there,
+# leaving the live parameter (the nonce flows own it now) untouched.
+removed {
+  from = aws_ssm_parameter.redaction_nonce
+
+  lifecycle {
+    destroy = false
+  }
+}
+
 # ---------------------------------------------------------------------------
 # Alerting: SNS topic + 8 CloudWatch alarms
 # ---------------------------------------------------------------------------

@@ -553,11 +553,20 @@ class TerraformCli:
             return
         self._working_copy()
         commands = self.commands()
-        self._run("init", commands["init"])
-        selected = self._run("workspace select", commands["workspace select"], check=False)
-        if selected.returncode != 0:
-            _log(logging.INFO, f"workspace {self.workspace!r} does not exist yet; creating it")
-            self._run("workspace new", commands["workspace new"])
+        # A working copy already initialised with these exact init arguments (an earlier
+        # step of the same run) is reused: same backend, same providers, same lock file.
+        marker = self.data_dir / "mirror-rollout-init"
+        fingerprint = json.dumps([redact_argv(commands["init"]), str(self.mirror)])
+        if not (marker.is_file() and marker.read_text() == fingerprint):
+            self._run("init", commands["init"])
+            marker.write_text(fingerprint)
+        selected_file = self.data_dir / "environment"  # where Terraform keeps the selection
+        current = selected_file.read_text().strip() if selected_file.is_file() else "default"
+        if current != self.workspace:
+            selected = self._run("workspace select", commands["workspace select"], check=False)
+            if selected.returncode != 0:
+                _log(logging.INFO, f"workspace {self.workspace!r} does not exist yet; creating it")
+                self._run("workspace new", commands["workspace new"])
         self._prepared = True
 
     def _state_header(self) -> tuple[int, str] | None:
@@ -681,14 +690,16 @@ class TerraformCli:
             for c in document.managed_changes()
             if c.action not in ("no-op", "read")
         ]
-        outputs = self.outputs()
-        header = self._state_header()
+        # One read of the new state gives its serial and the outputs (sensitive ones left out).
+        state = json.loads(
+            self._run("state pull", self.commands()["state pull"], echo=None).stdout or "{}"
+        )
         return ApplyResult(
             sha256=sha,
             applied=applied,
             not_provisioned=dict(excluded(self.gaps)),
-            outputs=outputs,
-            state_serial=header[0] if header else None,
+            outputs=parse_outputs(json.dumps(state.get("outputs", {}))),
+            state_serial=state.get("serial"),
             seconds=round(time.monotonic() - started, 3),
             terraform_seconds=dict(self.timings),
         )

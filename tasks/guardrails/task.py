@@ -40,7 +40,14 @@ def guardrails(environment: str, root: str | None = None) -> list[CheckResult]:
 
 
 @task(name="plan-guardrails", task_run_name="plan-guardrails-{environment}")
-def plan_guardrails(plan: dict, environment: str) -> list[CheckResult]:
-    """Guardrails over the `terraform show -json` plan document, artifact ``{env}-plan-guardrails``."""
-    results = evaluate_plan_guardrails(plan, environment)
+def plan_guardrails(
+    plan: dict, environment: str, not_kept: dict[str, list[str]] | None = None
+) -> list[CheckResult]:
+    """Guardrails over the `terraform show -json` plan document, artifact ``{env}-plan-guardrails``.
+
+    ``not_kept``: attributes the backend does not keep, by address (the sandbox's gaps).
+    """
+    results = evaluate_plan_guardrails(
+        plan, environment, {a: tuple(v) for a, v in (not_kept or {}).items()}
+    )
     return _publish(results, f"{environment}-plan-guardrails", f"Plan guardrails for {environment}")
