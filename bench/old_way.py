@@ -326,7 +326,7 @@ def staged_version() -> int | None:
             or len(alarms) != len(contract.ALARMS)
         ):
             return None
-        return None if store.is_placeholder(clients, current.name) else current.version
+        return current.version if store.holds_nonce(clients, current.name) else None
     except Exception:
         return None
 

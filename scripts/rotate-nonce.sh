@@ -16,7 +16,7 @@ Creates /guardian/ENV/redaction_nonce_v(N+1) next to vN; both stay valid for the
 grace period, then the scheduled nonce-grace-cleanup run deletes vN. Refused
 (exit 1, nothing changed) while another rotation is in its grace period, or when
 FROM_VERSION is not the current version. The initial nonce (the old
-\`rotate-nonce.sh ENV 0\`) is written by the rollout's nonce bootstrap.
+\`rotate-nonce.sh ENV 0\`) is v1, created by the rollout's nonce bootstrap.
 
   ENV, --env ENV            staging (default) or production
   FROM_VERSION, --from-version N

@@ -240,7 +240,7 @@ def test_fp_events_feed_the_expectations_suite(staging, tmp_path):
 
 
 def test_local_cycle_fails_without_a_real_nonce(staging):
-    """With only the Terraform placeholder, nothing is written and the task fails."""
+    """With a newest version that holds no real nonce, nothing is written and the task fails."""
     from tasks.e2e.task import e2e_cycle
 
     ssm = client("ssm")

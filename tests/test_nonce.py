@@ -28,7 +28,7 @@ from tasks.nonce.rules import Action, NonceRefused
 ENV = "staging"
 REGION = "us-east-1"
 PREFIX = "/guardian/staging/redaction_nonce_v"
-PLACEHOLDER = "PLACEHOLDER-set-by-nonce-bootstrap"
+KEY = "arn:aws:kms:us-east-1:123456789012:key/k"
 T0 = datetime(2026, 1, 1, 6, 0, tzinfo=UTC)
 
 
@@ -157,9 +157,37 @@ def test_rotation_refuses_during_grace_and_after_an_unfinished_grace():
 def test_rotation_without_any_version_points_to_the_rollout():
     d = rules.decide_rotation(state(), None, "r1")
     assert d.action is Action.REFUSE and "no nonce parameter" in d.reason
-    assert "infra-rollout" in d.fix
-    assert rules.decide_bootstrap(state()).action is Action.REFUSE
-    assert rules.decide_bootstrap(state(desc(1), desc(2))).version == 2
+    assert "infra-rollout" in d.fix and "nonce-bootstrap step creates v1" in d.fix
+
+
+def test_bootstrap_creates_v1_only_when_no_version_exists():
+    d = rules.decide_bootstrap(state(), KEY, REGION)
+    assert (d.action, d.version) == (Action.PROCEED, 1)
+    # names that are not versions do not count as a bootstrapped nonce
+    foreign = state({"Name": "/guardian/staging/redaction_nonce_v0", "Type": "SecureString"})
+    assert rules.decide_bootstrap(foreign, KEY).action is Action.PROCEED
+    until = T0 + timedelta(hours=1)
+    for live, current in (
+        ([desc(1)], 1),
+        ([desc(1), rotated(2, "r1", until)], 2),  # a rotation in its grace period
+        ([rotated(2, "r1", until)], 2),  # v1 deleted by the grace cleanup
+        ([rotated(7, "r6", until)], 7),
+    ):
+        d = rules.decide_bootstrap(state(*live), KEY)
+        assert (d.action, d.version) == (Action.DONE, current), live
+        assert "creates nothing" in d.reason
+        # a no-op needs no key: it never writes
+        assert rules.decide_bootstrap(state(*live), None).action is Action.DONE
+
+
+def test_bootstrap_without_the_project_cmk_is_refused():
+    d = rules.decide_bootstrap(state(), None, REGION)
+    assert d.action is Action.REFUSE
+    assert "alias/mirror-dissonance-staging does not exist in us-east-1" in d.reason
+    assert "infra-rollout for staging first" in d.fix
+    with pytest.raises(NonceRefused, match="nothing was changed") as raised:
+        d.raise_if_refused()
+    assert "\n" not in str(raised.value)
 
 
 def test_cleanup_rules():
@@ -196,7 +224,8 @@ def test_rollback_rules():
     cleaned = rules.decide_rollback(state(rotated(2, "r1", until)), 2, "r1")
     assert cleaned.action is Action.REFUSE and "would leave no valid nonce" in cleaned.reason
     assert rules.decide_rollback(state(desc(1)), 2, "r1").action is Action.DONE
-    assert rules.decide_rollback(grace, 1, "r1").action is Action.REFUSE
+    v1 = rules.decide_rollback(grace, 1, "r1")
+    assert v1.action is Action.REFUSE and "created by the nonce bootstrap" in v1.reason
     assert rules.decide_rollback(grace, -1, "r1").action is Action.REFUSE
     assert rules.rollback_target(grace).version == 2
     assert rules.rollback_target(state(desc(1))).action is Action.REFUSE
@@ -251,24 +280,12 @@ def _clients():
     return boto3.client("ssm", region_name=REGION), boto3.client("kms", region_name=REGION)
 
 
-class NonceSandbox:
-    """Creates the Terraform-owned pieces (CMK + alias, v1 placeholder) and reads values."""
+class NonceValues:
+    """Reads nonce values and tags (test-only); remembers every real nonce it saw."""
 
     def __init__(self):
         self.ssm, self.kms = _clients()
-        self.key_arn = self.kms.create_key(Description="project CMK")["KeyMetadata"]["Arn"]
-        self.kms.create_alias(AliasName=f"alias/mirror-dissonance-{ENV}", TargetKeyId=self.key_arn)
         self.seen: set[str] = set()
-
-    def terraform_v1(self, key_id: str | None = None, type_: str = "SecureString") -> None:
-        self.ssm.put_parameter(
-            Name=PREFIX + "1",
-            Description="Mirror Dissonance staging redaction nonce v1",
-            Value=PLACEHOLDER,
-            Type=type_,
-            **({"KeyId": key_id or self.key_arn} if type_ == "SecureString" else {}),
-            Tags=[{"Key": "Project", "Value": "mirror-dissonance"}],
-        )
 
     def values(self) -> dict[int, str]:
         """Version -> value (test-only read); remembers every real nonce seen."""
@@ -295,6 +312,26 @@ class NonceSandbox:
         return (sorted(described, key=lambda d: d["Name"]), self.values())
 
 
+class NonceSandbox(NonceValues):
+    """The Terraform-owned piece the nonce steps need (the CMK + alias), made with boto3 for speed."""
+
+    def __init__(self):
+        super().__init__()
+        self.key_arn = self.kms.create_key(Description="project CMK")["KeyMetadata"]["Arn"]
+        self.kms.create_alias(AliasName=f"alias/mirror-dissonance-{ENV}", TargetKeyId=self.key_arn)
+
+    def put_version(
+        self, n: int, value: str, key_id: str | None = None, type_: str = "SecureString"
+    ) -> None:
+        """A version written by someone else than the nonce steps (for the refusal tests)."""
+        self.ssm.put_parameter(
+            Name=PREFIX + str(n),
+            Value=value,
+            Type=type_,
+            **({"KeyId": key_id or self.key_arn} if type_ == "SecureString" else {}),
+        )
+
+
 @pytest.fixture
 def nonce(clean_aws, prefect_api) -> NonceSandbox:
     return NonceSandbox()
@@ -303,7 +340,6 @@ def nonce(clean_aws, prefect_api) -> NonceSandbox:
 @pytest.fixture
 def live_nonce(nonce) -> NonceSandbox:
     """v1 holding a real nonce, as after the rollout's bootstrap."""
-    nonce.terraform_v1()
     from tasks.nonce.task import evaluate_bootstrap
 
     evaluate_bootstrap(ENV, store.AwsClients(REGION))
@@ -398,12 +434,12 @@ def bootstrap_flow() -> list:
 
 
 # -- store ------------------------------------------------------------------------
-def test_store_reads_only_a_bool_and_never_overwrites_a_new_version(nonce, debug_logs):
-    nonce.terraform_v1()
+def test_store_reads_only_a_bool_and_never_overwrites_a_version(nonce, debug_logs):
     aws = store.AwsClients(REGION)
-    assert store.is_placeholder(aws, PREFIX + "1") is True
+    nonce.put_version(1, "not-a-nonce")
+    assert store.holds_nonce(aws, PREFIX + "1") is False
     store.put_new_version(aws, PREFIX + "2", nonce.key_arn, {"created-by": "mirror-rollout"}, "d")
-    assert store.is_placeholder(aws, PREFIX + "2") is False
+    assert store.holds_nonce(aws, PREFIX + "2") is True
     before = nonce.values()
     with pytest.raises(store.ParameterExists) as raised:
         store.put_new_version(aws, PREFIX + "2", nonce.key_arn, {}, "d")
@@ -418,64 +454,130 @@ def test_store_reads_only_a_bool_and_never_overwrites_a_new_version(nonce, debug
 
 
 # -- bootstrap --------------------------------------------------------------------
-def test_bootstrap_replaces_the_placeholder_once(nonce, debug_logs):
-    nonce.terraform_v1()
+def by_check(results) -> dict:
+    return {r.check_id: r for r in results}
+
+
+def test_bootstrap_creates_v1_with_the_project_cmk_once_then_changes_nothing(nonce, debug_logs):
+    assert nonce.values() == {}
     first, first_id = run_flow_state(bootstrap_flow)
     assert first.is_completed(), first.message
-    results = first.result()
-    by_id = {r.check_id: r for r in results}
-    assert {k: v.status for k, v in by_id.items()} == {
+    results = by_check(first.result())
+    assert {k: v.status for k, v in results.items()} == {
         "NONCE-001": Status.PASS,
         "NONCE-002": Status.PASS,
         "NONCE-003": Status.PASS,
     }
-    observed = by_id["NONCE-003"].evidence[0].observed
-    assert observed["outcome"] == "bootstrapped" and observed["type"] == "SecureString"
+    observed = results["NONCE-003"].evidence[0].observed
+    assert observed["outcome"] == "created v1" and observed["type"] == "SecureString"
     assert observed["parameter"] == PREFIX + "1" and observed["key_id"] == nonce.key_arn
-    assert observed["live_versions"] == 1
+    assert observed["live_versions"] == 1 and observed["ssm_version"] == 1
     value = nonce.values()[1]
     assert NONCE_VALUE.match(value)
-    described = store.describe_versions(store.AwsClients(REGION), ENV)[0]
+    (described,) = store.describe_versions(store.AwsClients(REGION), ENV)
     assert described["KeyId"] == nonce.key_arn and described["Type"] == "SecureString"
-    assert described["Description"] == "Mirror Dissonance staging redaction nonce v1"
-    assert nonce.tags(1) == {"Project": "mirror-dissonance"}  # Terraform's tags untouched
-    assert "bootstrapped" in artifact(f"{ENV}-nonce")
+    assert "created by nonce-bootstrap" in described["Description"]
+    assert nonce.tags(1) == {"created-by": "mirror-rollout"}
+    assert "created v1" in artifact(f"{ENV}-nonce")
 
     second, _ = run_flow_state(bootstrap_flow)
     assert second.is_completed(), second.message
-    again = {r.check_id: r for r in second.result()}["NONCE-003"]
-    assert again.evidence[0].observed["outcome"] == "already live"
-    assert nonce.values()[1] == value
-    assert "already live" in artifact(f"{ENV}-nonce")
-    assert_no_leak(nonce, debug_logs, results, second.result(), first_id)
+    again = by_check(second.result())["NONCE-003"].evidence[0].observed
+    assert again["outcome"].startswith("already present") and again["ssm_version"] == 1
+    assert nonce.values() == {1: value}  # not overwritten: same value, SSM version 1
+    assert "already present" in artifact(f"{ENV}-nonce")
+    assert_no_leak(nonce, debug_logs, first.result(), second.result(), first_id)
 
 
-def test_bootstrap_with_the_sandbox_engine_parameter(clean_aws, prefect_api, tmp_path):
-    from mirror_rollout.provisioners.sandbox.engine import SandboxEngine
+def test_bootstrap_is_a_no_op_during_a_grace_period_and_after_v1_was_cleaned_up(
+    live_nonce, debug_logs
+):
+    from tasks.nonce.task import cleanup_previous, evaluate_bootstrap, rotate_nonce
 
+    aws = store.AwsClients(REGION)
+    rotate_nonce.fn(ENV, REGION, 1, 3600, "r-grace")
+    during = live_nonce.snapshot()
+    results = by_check(evaluate_bootstrap(ENV, aws))
+    assert all(r.status is Status.PASS for r in results.values())
+    assert results["NONCE-003"].subject == PREFIX + "2"  # the current version is checked
+    assert live_nonce.snapshot() == during
+
+    cleanup_previous.fn(ENV, REGION, 1, "r-grace", force=True)
+    after = live_nonce.snapshot()
+    assert sorted(after[1]) == [2]
+    results = by_check(evaluate_bootstrap(ENV, aws))
+    assert all(r.status is Status.PASS for r in results.values()), results
+    assert results["NONCE-001"].message == "SecureString; live versions: v2"
+    assert live_nonce.snapshot() == after  # v1 not re-created, v2 untouched
+    assert_no_leak(live_nonce, debug_logs, list(results.values()))
+
+
+def test_bootstrap_without_the_project_cmk_fails_in_one_line_and_creates_nothing(
+    clean_aws, prefect_api
+):
+    failed, _ = run_flow_state(bootstrap_flow)
+    assert failed.is_failed()
+    message = failed.message
+    assert "project CMK alias/mirror-dissonance-staging does not exist in us-east-1" in message
+    assert "nothing was created" in message and "run infra-rollout for staging first" in message
+    assert "\n" not in message
+    with pytest.raises(ValidationFailed) as raised:
+        failed.result()
+    assert [r.status for r in raised.value.results] == [Status.FAIL]
+    assert store.describe_versions(store.AwsClients(REGION), ENV) == []
+    assert "FAIL" in artifact(f"{ENV}-nonce")
+
+
+@pytest.mark.parametrize(
+    ("existing", "failed", "words"),
+    [
+        ({"value": "not-a-nonce"}, ["NONCE-003"], "does not hold 64 lowercase hex"),
+        ({"value": "f" * 64, "foreign_key": True}, ["NONCE-002"], "not with the project CMK"),
+        ({"value": "f" * 64, "type_": "String"}, ["NONCE-001", "NONCE-002"], "SecureString"),
+    ],
+    ids=["not-a-nonce", "foreign-key", "plain-string"],
+)
+def test_bootstrap_never_overwrites_an_existing_version(nonce, existing, failed, words):
     from tasks.nonce.task import evaluate_bootstrap
 
-    engine = SandboxEngine(ENV)
-    planned = engine.plan(tmp_path)
-    engine.apply(planned.plan_file, planned.sha256)
-    aws = store.AwsClients(REGION)
-    assert store.is_placeholder(aws, PREFIX + "1")
-    results = evaluate_bootstrap(ENV, aws)
-    assert [r.status for r in results] == [Status.PASS] * 3, [r.message for r in results]
-    assert not store.is_placeholder(aws, PREFIX + "1")
+    key_id = None
+    if existing.pop("foreign_key", False):
+        key_id = nonce.kms.create_key(Description="not the project CMK")["KeyMetadata"]["Arn"]
+    nonce.put_version(1, key_id=key_id, **existing)
+    before = nonce.snapshot()
+    results = by_check(evaluate_bootstrap(ENV, store.AwsClients(REGION)))
+    assert [r.check_id for r in results.values() if r.status is Status.FAIL] == failed
+    assert words in results[failed[0]].message
+    if "NONCE-003" not in failed:
+        assert results["NONCE-003"].status is Status.SKIPPED
+    else:
+        assert "never overwrites" in results["NONCE-003"].message
+    assert nonce.snapshot() == before  # nothing written, no other version created
 
 
-def test_bootstrap_fails_without_v1_or_with_a_foreign_key(nonce):
-    missing, _ = run_flow_state(bootstrap_flow)
-    assert missing.is_failed() and "no nonce parameter" in missing.message
-    with pytest.raises(ValidationFailed):
-        missing.result()
-    other = nonce.kms.create_key(Description="not the project CMK")["KeyMetadata"]["Arn"]
-    nonce.terraform_v1(key_id=other)
-    foreign, _ = run_flow_state(bootstrap_flow)
-    assert foreign.is_failed() and "not with the project CMK" in foreign.message
-    assert nonce.values()[1] == PLACEHOLDER  # nothing written under the wrong key
-    assert "FAIL" in artifact(f"{ENV}-nonce")
+def test_bootstrap_racing_another_bootstrap_creates_one_v1(nonce, monkeypatch, debug_logs):
+    """PutParameter finding v1 taken (a concurrent run, or a lost response): left as it is."""
+    from tasks.nonce import task as nonce_task
+
+    real = store.read_state
+    calls = {"n": 0}
+
+    def stale_once(aws_, env, now=None):
+        calls["n"] += 1
+        state = real(aws_, env, now)
+        if calls["n"] == 1:  # the other run writes v1 between our read and our write
+            store.put_new_version(aws_, PREFIX + "1", nonce.key_arn, {}, "other run")
+        return state
+
+    monkeypatch.setattr(nonce_task.store, "read_state", stale_once)
+    results = by_check(nonce_task.evaluate_bootstrap(ENV, store.AwsClients(REGION)))
+    monkeypatch.setattr(nonce_task.store, "read_state", real)
+    assert all(r.status is Status.PASS for r in results.values()), results
+    observed = results["NONCE-003"].evidence[0].observed
+    assert observed["outcome"].startswith("created meanwhile")
+    values = nonce.values()
+    assert sorted(values) == [1] and NONCE_VALUE.match(values[1])
+    assert_no_leak(nonce, debug_logs, list(results.values()))
 
 
 # -- rotation, grace, cleanup, rollback -------------------------------------------
@@ -691,6 +793,18 @@ def test_cleanup_never_leaves_zero_versions(live_nonce):
     before = live_nonce.snapshot()
     with pytest.raises(NonceRefused, match="could leave no valid nonce"):
         cleanup_previous.fn(ENV, REGION, 1, "no-such-rotation", force=True)
+    assert live_nonce.snapshot() == before
+
+
+def test_rotation_without_the_project_cmk_is_refused_and_changes_nothing(live_nonce):
+    from tasks.nonce.task import rotate_nonce
+
+    live_nonce.kms.delete_alias(AliasName=f"alias/mirror-dissonance-{ENV}")
+    before = live_nonce.snapshot()
+    with pytest.raises(NonceRefused) as raised:
+        rotate_nonce.fn(ENV, REGION, 1, 3600, "r-nokey")
+    assert "project CMK alias/mirror-dissonance-staging does not exist" in raised.value.problem
+    assert "infra-rollout for staging first" in raised.value.fix
     assert live_nonce.snapshot() == before
 
 

@@ -219,7 +219,7 @@ def shape_problems(item: Mapping[str, Any]) -> list[str]:
 
 # -- judgements ------------------------------------------------------------------------------
 def judge_nonce(names: list[str], versions: list[int], real: dict[int, bool]) -> Verdict:
-    """Live versions listed; the newest must hold a real nonce (not the Terraform placeholder)."""
+    """Live versions listed; the newest must hold a real nonce (64 lowercase hex)."""
     newest = newest_version(versions)
     observed = {"source": "ssm:DescribeParameters+GetParameter", "names": names}
     if newest is None:
@@ -227,7 +227,8 @@ def judge_nonce(names: list[str], versions: list[int], real: dict[int, bool]) ->
     observed |= {"newest_version": newest, "real_values": {str(v): real[v] for v in real}}
     if not real.get(newest):
         return failed(
-            f"nonce v{newest} still holds a placeholder; bootstrap the nonce first",
+            f"nonce v{newest} holds no real nonce (not 64 lowercase hex, e.g. a placeholder); "
+            f"run nonce-rotation to create v{newest + 1}",
             names[-1],
             **observed,
         )

@@ -4,6 +4,10 @@ Input is what SSM DescribeParameters (plus ListTagsForResource) reports about th
 parameters ``/guardian/{env}/redaction_nonce_v{N}``: names, types, key ids, tags
 and modification times — never a value. Output is typed: a ``NonceState`` and a
 ``Decision`` (proceed / done already / refuse with a reason and a fix).
+
+Every version is runtime data of these steps, never a Terraform resource: the
+bootstrap creates v1 when no version exists (and does nothing otherwise), a
+rotation creates v(N+1), its grace cleanup deletes vN, a rollback deletes v(N+1).
 """
 
 from __future__ import annotations
@@ -57,6 +61,18 @@ def parse_time(text: str | None) -> datetime | None:
         return datetime.strptime(text, _TAG_TIME_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
+
+
+def bootstrap_tags() -> dict[str, str]:
+    """Tags of the first version, created by the bootstrap (no rotation: no grace)."""
+    return {TAG_CREATED_BY: CREATED_BY}
+
+
+def bootstrap_description(environment: str) -> str:
+    return (
+        f"Mirror Dissonance {environment} redaction nonce v1 "
+        "(created by nonce-bootstrap; versions managed by the nonce-rotation flow)"
+    )
 
 
 def rotation_tags(rotation_id: str, grace_until: datetime, from_version: int) -> dict[str, str]:
@@ -215,8 +231,9 @@ class NonceRefused(RolloutError):
 
 class Decision(BaseModel):
     action: Action
-    #: The version the operation acts on (bootstrap: the one to check; rotation: the
-    #: new one; cleanup: the old one to delete; rollback: the new one to delete).
+    #: The version the operation acts on (bootstrap: v1 to create, or the current one it
+    #: leaves alone; rotation: the new one; cleanup: the old one to delete; rollback:
+    #: the new one to delete).
     version: int | None = None
     #: The other version involved (rotation/cleanup/rollback: vN resp. v(N+1)).
     other_version: int | None = None
@@ -240,7 +257,17 @@ def _no_nonce(state: NonceState) -> Decision:
     return _refuse(
         f"no nonce parameter {parameter_prefix(state.environment)}{{N}} exists in "
         f"{state.environment}",
-        "run infra-rollout first: Terraform creates v1 and the nonce bootstrap writes its value",
+        "run infra-rollout first: its nonce-bootstrap step creates v1",
+    )
+
+
+def no_project_key(environment: str, region: str) -> tuple[str, str]:
+    """(problem, fix) when the project CMK alias is missing: the infrastructure is not applied."""
+    return (
+        f"the project CMK {kms_alias(environment)} does not exist in {region} (infra/terraform "
+        f"not applied to {environment}?), so no nonce version can be encrypted with it",
+        f"run infra-rollout for {environment} first (its apply creates the CMK and its "
+        "nonce-bootstrap step then creates v1)",
     )
 
 
@@ -255,19 +282,36 @@ def _bad_version(what: str, version: Any, state: NonceState) -> Decision | None:
         )
         if version == 0:
             fix = (
-                "the initial nonce (the old `rotate-nonce.sh ENV 0`) is written by the nonce "
-                "bootstrap of infra-rollout; to rotate, " + fix
+                "the initial nonce (the old `rotate-nonce.sh ENV 0`) is v1, created by the "
+                "nonce bootstrap of infra-rollout; to rotate, " + fix
             )
         return _refuse(f"{what} must be 1 or more, got {version}", fix)
     return None
 
 
-def decide_bootstrap(state: NonceState) -> Decision:
-    """Bootstrap checks (and, if it is still the placeholder, writes) the current version."""
+def decide_bootstrap(state: NonceState, project_key: str | None, region: str = "") -> Decision:
+    """Create v1 when no version exists (with the project CMK ``project_key``); else a no-op.
+
+    Any live version means the nonce is bootstrapped already, whatever its number:
+    after a rotation's grace cleanup v1 is gone and v2+ is the nonce. The bootstrap
+    never overwrites, so DONE names the current version (to be checked, not written).
+    """
     current = state.current
-    if current is None:
-        return _no_nonce(state)
-    return Decision(action=Action.PROCEED, version=current.version)
+    if current is not None:
+        return Decision(
+            action=Action.DONE,
+            version=current.version,
+            reason=f"v{current.version} is the current nonce (live: {_versions(state)}); "
+            "the bootstrap creates nothing",
+        )
+    if not project_key:
+        problem, fix = no_project_key(state.environment, region or "this region")
+        return _refuse(problem, fix)
+    return Decision(
+        action=Action.PROCEED,
+        version=1,
+        reason=f"no nonce version exists in {state.environment}; creating v1",
+    )
 
 
 def decide_rotation(
@@ -369,7 +413,7 @@ def decide_rollback(state: NonceState, new_version: int, rotation_id: str) -> De
         return bad
     if new_version == 1:
         return _refuse(
-            "v1 is created by Terraform, not by a rotation, and cannot be rolled back",
+            "v1 is created by the nonce bootstrap, not by a rotation, and cannot be rolled back",
             "roll back the version a rotation created (v2 or later)",
         )
     target = state.get(new_version)

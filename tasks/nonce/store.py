@@ -2,9 +2,9 @@
 
 Values are written here and read here, nowhere else:
 - a new value is generated with ``new_nonce()`` inside the function that sends it
-  and dropped right after the call;
-- ``is_placeholder`` reads a value (to tell the Terraform placeholder from a real
-  nonce) and returns only a bool.
+  (``put_new_version``, which never overwrites) and dropped right after the call;
+- ``holds_nonce`` reads a value (to check it is a real 64-hex nonce) and returns
+  only a bool; ``read_value`` returns it masked for in-memory comparisons.
 While either call is in flight, botocore/urllib3 debug logging is held at INFO so
 no wire dump (request parameters, response body) can carry the value into a log,
 and an error is re-raised without any text that contains it.
@@ -143,23 +143,6 @@ def put_new_version(
     )
 
 
-def overwrite_value(
-    aws: AwsClients, name: str, key_id: str, description: str | None, tier: str | None
-) -> int:
-    """Replace the value of ``name`` with a fresh nonce, keeping type, key, description and tier."""
-    request: dict[str, Any] = {
-        "Name": name,
-        "Type": SECURE_STRING,
-        "KeyId": key_id,
-        "Overwrite": True,
-    }
-    if description:
-        request["Description"] = description
-    if tier:
-        request["Tier"] = tier
-    return _put(aws, request)
-
-
 def delete_version(aws: AwsClients, name: str) -> bool:
     """Delete ``name``; False if it was already gone."""
     try:
@@ -172,7 +155,7 @@ def delete_version(aws: AwsClients, name: str) -> bool:
 
 
 def read_value(aws: AwsClients, name: str) -> SecretStr | None:
-    """The nonce held by ``name``, masked; None while it is still a placeholder.
+    """The nonce held by ``name``, masked; None unless it is 64 lowercase hex.
 
     The one place a nonce value is read: with wire logging held above DEBUG and the
     response cleared, so the value exists only inside the returned SecretStr.
@@ -187,9 +170,9 @@ def read_value(aws: AwsClients, name: str) -> SecretStr | None:
         del response
 
 
-def is_placeholder(aws: AwsClients, name: str) -> bool:
-    """True unless ``name`` holds a real nonce (64 lowercase hex). The value is not kept."""
-    return read_value(aws, name) is None
+def holds_nonce(aws: AwsClients, name: str) -> bool:
+    """True if ``name`` holds a real nonce (64 lowercase hex). The value is not kept."""
+    return read_value(aws, name) is not None
 
 
 def key_arn(aws: AwsClients, key_id: str | None) -> str | None:

@@ -1,5 +1,8 @@
 """Prefect tasks of the nonce step: bootstrap, rotate, grace cleanup, rollback.
 
+Every version is created here (bootstrap: v1 when none exists; rotation: v(N+1)),
+always with the project CMK found by its alias, never by Terraform.
+
 Every task takes names and numbers only and returns typed results without any
 value; the values stay inside ``tasks.nonce.store``. Refusals raise
 ``NonceRefused`` (problem + fix, nothing changed) and are not retried; transient
@@ -26,17 +29,21 @@ from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence, Status
 from tasks.nonce import store
 from tasks.nonce.rules import (
+    ROTATION_FLOW,
     SECURE_STRING,
     Action,
     NonceRefused,
     NonceState,
     NonceVersion,
+    bootstrap_description,
+    bootstrap_tags,
     decide_bootstrap,
     decide_cleanup,
     decide_rollback,
     decide_rotation,
     format_time,
     kms_alias,
+    no_project_key,
     parameter_prefix,
     rotation_tags,
 )
@@ -135,11 +142,17 @@ def read_nonce_state(environment: str, region: str) -> NonceState:
 
 # -- bootstrap --------------------------------------------------------------------
 def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
-    """Check the current nonce version and replace the Terraform placeholder (no Prefect)."""
+    """Create v1 (project CMK) when no version exists, else change nothing; check the current one.
+
+    No Prefect here. Results: NONCE-001 (SecureString), NONCE-002 (project CMK),
+    NONCE-003 (holds a real nonce). Without the project CMK alias nothing is created.
+    """
     env = _env(environment)
+    alias = kms_alias(env)
+    project = store.key_arn(aws, alias)
     state = store.read_state(aws, env)
     source = f"ssm:DescribeParameters {parameter_prefix(env)}* ({aws.region})"
-    decision = decide_bootstrap(state)
+    decision = decide_bootstrap(state, project, aws.region)
     if decision.action is Action.REFUSE:
         return [
             CheckResult(
@@ -147,27 +160,70 @@ def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
                 title="Nonce parameter exists as a SecureString",
                 status=Status.FAIL,
                 subject=parameter_prefix(env) + "1",
-                message=f"{decision.reason} — {decision.fix}",
+                message=f"{decision.reason}; nothing was created — {decision.fix}",
+                evidence=[
+                    Evidence(
+                        source=f"{source}; kms:DescribeKey {alias}",
+                        observed={"live_versions": state.live, "project_key_arn": project},
+                    )
+                ],
+            )
+        ]
+    outcome = "already present: nothing created or changed"
+    if decision.action is Action.PROCEED:
+        assert project is not None  # decide_bootstrap refuses without it
+        outcome = _create_first_version(env, aws, project)
+        state = store.read_state(aws, env)
+    else:
+        _logger().info("Nonce bootstrap of %s: %s", env, decision.reason)
+    current = state.current
+    if current is None:
+        return [
+            CheckResult(
+                check_id="NONCE-001",
+                title="Nonce parameter exists as a SecureString",
+                status=Status.FAIL,
+                subject=parameter_prefix(env) + "1",
+                message=f"v1 is not visible in SSM ({aws.region}) after it was created — "
+                "run the bootstrap again; it creates v1 only while no version exists",
                 evidence=[Evidence(source=source, observed={"live_versions": state.live})],
             )
         ]
-    current = state.current
-    assert current is not None
-    parameter = _check_parameter(env, aws, state, current, source)
+    parameter = _check_parameter(env, aws, state, current, source, project)
     if parameter[0].blocking or parameter[1].blocking:
         skipped = CheckResult(
             check_id="NONCE-003",
             title="Nonce holds a real value",
             status=Status.SKIPPED,
             subject=current.name,
-            message="no value written: the parameter itself failed its checks",
+            message="value not checked: the parameter itself failed its checks",
         )
         return [*parameter, skipped]
-    return [*parameter, _bootstrap_value(env, aws, state, current)]
+    return [*parameter, _check_value(aws, state, current, outcome)]
+
+
+def _create_first_version(env: str, aws: AwsClients, project_key: str) -> str:
+    """PutParameter v1 (never overwriting); the outcome text for the evidence."""
+    name = parameter_prefix(env) + "1"
+    try:
+        ssm_version = store.put_new_version(
+            aws, name, project_key, bootstrap_tags(), bootstrap_description(env)
+        )
+    except store.ParameterExists:
+        # A concurrent bootstrap, or this one whose PutParameter response was lost.
+        _logger().info("Nonce %s was created meanwhile; left unchanged", name)
+        return "created meanwhile by another attempt: left unchanged"
+    _logger().info("Nonce bootstrap of %s: created %s (SSM version %s)", env, name, ssm_version)
+    return "created v1"
 
 
 def _check_parameter(
-    env: str, aws: AwsClients, state: NonceState, current: NonceVersion, source: str
+    env: str,
+    aws: AwsClients,
+    state: NonceState,
+    current: NonceVersion,
+    source: str,
+    project: str | None,
 ) -> list[CheckResult]:
     observed = {
         "parameter": current.name,
@@ -184,17 +240,18 @@ def _check_parameter(
         message=(
             f"{current.type}; live versions: {', '.join(f'v{n}' for n in state.live)}"
             if is_secure
-            else f"type is {current.type or 'unknown'}, must be SecureString — fix the "
-            "aws_ssm_parameter in infra/terraform/main.tf and apply"
+            else f"type is {current.type or 'unknown'}, must be SecureString — the bootstrap "
+            f"never overwrites a version: run {ROTATION_FLOW} to create v{current.version + 1} "
+            "as a SecureString"
         ),
         evidence=[Evidence(source=source, observed=observed)],
     )
     alias = kms_alias(env)
-    project = store.key_arn(aws, alias)
     used = store.key_arn(aws, current.key_id)
     key_ok = project is not None and used == project
     if project is None:
-        why = f"the project CMK alias {alias} does not exist — apply infra/terraform first"
+        problem, fix = no_project_key(env, aws.region)
+        why = f"{problem} — {fix}"
     elif used is None:
         why = f"KeyId {current.key_id!r} is not a KMS key in {aws.region}"
     else:
@@ -215,32 +272,25 @@ def _check_parameter(
     return [kind, key]
 
 
-def _bootstrap_value(
-    env: str, aws: AwsClients, state: NonceState, current: NonceVersion
+def _check_value(
+    aws: AwsClients, state: NonceState, current: NonceVersion, outcome: str
 ) -> CheckResult:
-    logger = _logger()
     name = current.name
-    outcome = "already live"
-    ssm_version = current.ssm_version
-    if store.is_placeholder(aws, name):
-        assert current.key_id is not None  # checked by nonce-kms-key
-        ssm_version = store.overwrite_value(
-            aws, name, current.key_id, current.description, current.tier
+    if not store.holds_nonce(aws, name):
+        return CheckResult(
+            check_id="NONCE-003",
+            title="Nonce holds a real value",
+            status=Status.FAIL,
+            subject=name,
+            message=f"{name} does not hold 64 lowercase hex characters — the bootstrap never "
+            f"overwrites a version: run {ROTATION_FLOW} to create v{current.version + 1}",
+            evidence=[
+                Evidence(
+                    source=f"ssm:GetParameter {name} (format check only, value discarded)",
+                    observed={"parameter": name, "outcome": outcome},
+                )
+            ],
         )
-        if store.is_placeholder(aws, name):
-            return CheckResult(
-                check_id="NONCE-003",
-                title="Nonce holds a real value",
-                status=Status.FAIL,
-                subject=name,
-                message="the value written is not 64 lowercase hex characters on read-back",
-            )
-        outcome = "bootstrapped"
-        logger.info(
-            "Nonce %s bootstrapped: placeholder replaced (SSM version %s)", name, ssm_version
-        )
-    else:
-        logger.info("Nonce %s already holds a real value; left unchanged", name)
     return CheckResult(
         check_id="NONCE-003",
         title="Nonce holds a real value",
@@ -248,17 +298,18 @@ def _bootstrap_value(
         subject=name,
         message=(
             f"{outcome}: {SECURE_STRING}, KeyId {current.key_id}, "
-            f"{len(state.live)} live version(s), SSM version {ssm_version}"
+            f"{len(state.live)} live version(s), SSM version {current.ssm_version}"
         ),
         evidence=[
             Evidence(
                 source=f"ssm:GetParameter {name} (format check only, value discarded)",
                 observed={
                     "parameter": name,
+                    "version": current.version,
                     "type": SECURE_STRING,
                     "key_id": current.key_id,
                     "live_versions": len(state.live),
-                    "ssm_version": ssm_version,
+                    "ssm_version": current.ssm_version,
                     "outcome": outcome,
                 },
             )
@@ -268,7 +319,7 @@ def _bootstrap_value(
 
 @task(name="nonce-bootstrap", task_run_name="nonce-bootstrap-{environment}", **RETRIES)
 def nonce_bootstrap(environment: str, region: str) -> list[CheckResult]:
-    """Replace the Terraform placeholder of the current nonce version with a real nonce, once.
+    """Create nonce v1 when no version exists (a no-op otherwise) and check the current version.
 
     Publishes ``{env}-nonce``; raises ``ValidationFailed`` on a blocking failure.
     """
@@ -317,8 +368,11 @@ def rotate_nonce(
     source = state.get(decision.other_version)
     assert source is not None
     new_name = parameter_prefix(env) + str(decision.version)
+    key_id = store.key_arn(aws, kms_alias(env))
+    if key_id is None:
+        problem, fix = no_project_key(env, aws.region)
+        raise NonceRefused(f"{problem}; nothing was changed", fix)
     grace_until = datetime.now(UTC) + timedelta(seconds=grace_seconds)
-    key_id = source.key_id or kms_alias(env)
     try:
         store.put_new_version(
             aws,
