@@ -201,17 +201,29 @@ def run_deployment_cmd(
 
 
 def _backend_ready(backend: str) -> None:
-    """On the sandbox: start (or reuse) it and point this process at it; on AWS: check the env."""
-    from mirror_rollout import sandbox
+    """The current backend, as the environment points at it: one clear error if it cannot serve.
+
+    Never starts anything (``sandbox up`` and ``rehearse`` do): on the sandbox,
+    AWS_ENDPOINT_URL must name a moto server that answers.
+    """
     from mirror_rollout.settings import check_endpoint_matches_backend
 
     if backend not in ("sandbox", "aws"):
         raise RolloutError(f"unknown backend {backend!r}", "use --backend sandbox or --backend aws")
-    if backend == "sandbox":
-        config = sandbox.SandboxConfig.resolve()
-        sandbox.up(config)
-        sandbox.activate(config)
     check_endpoint_matches_backend(backend)
+    if backend == "sandbox":
+        import os
+
+        import httpx
+
+        endpoint = os.environ["AWS_ENDPOINT_URL"]
+        try:
+            httpx.get(endpoint.rstrip("/") + "/moto-api/", timeout=3, trust_env=False)
+        except httpx.HTTPError:
+            raise RolloutError(
+                f"cannot reach the AWS endpoint {endpoint}",
+                'start the sandbox (eval "$(mirror-rollout sandbox up)") or fix AWS_ENDPOINT_URL',
+            ) from None
 
 
 @app.command("plan")

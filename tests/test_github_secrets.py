@@ -125,14 +125,14 @@ def test_backend_bucket_must_match_the_output_the_deploy_role_is_granted():
     )
 
 
-def test_terraform_cli_state_bucket_is_backend_tf_with_its_overrides():
-    from mirror_rollout.provisioners.terraform_cli import TerraformCli
-    from tasks.github_secrets.run import backend_bucket
-
-    # `true` stands in for the binary: nothing is run, the bucket comes from configuration.
-    assert backend_bucket(TerraformCli("staging", binary="true")) == BUCKET
-    moved = TerraformCli("staging", binary="true", backend_config={"bucket": "moved-state"})
-    assert backend_bucket(moved) == "moved-state"
+def test_state_bucket_is_the_one_in_the_roots_backend_block(tmp_path):
+    assert read_backend(terraform_dir()).bucket == BUCKET
+    moved = tmp_path / "terraform"
+    moved.mkdir()
+    (moved / "backend.tf").write_text(
+        'terraform {\n  backend "s3" {\n    bucket = "moved-state"\n    key = "k"\n  }\n}\n'
+    )
+    assert read_backend(moved).bucket == "moved-state"
 
 
 def test_listing_says_how_to_set_without_spelling_a_value():

@@ -547,8 +547,12 @@ class TerraformCli:
             cause=TerraformFailed(summary),
         )
 
-    def _prepare(self) -> None:
-        """Working copy, ``init`` and the workspace selected (or created), once per instance."""
+    def _prepare(self, *, create_workspace: bool = True) -> None:
+        """Working copy, ``init`` and the workspace selected (or created), once per instance.
+
+        Reads and repairs pass ``create_workspace=False``: an environment that was never
+        planned raises :class:`NoWorkspace` rather than getting an empty state.
+        """
         if self._prepared:
             return
         self._working_copy()
@@ -565,6 +569,12 @@ class TerraformCli:
         if current != self.workspace:
             selected = self._run("workspace select", commands["workspace select"], check=False)
             if selected.returncode != 0:
+                if not create_workspace:
+                    raise NoWorkspace(
+                        f"{self.environment} has no Terraform state yet (no workspace "
+                        f"{self.workspace!r} in the backend)",
+                        f"plan and apply {self.environment} first (mirror-rollout rehearse)",
+                    )
                 _log(logging.INFO, f"workspace {self.workspace!r} does not exist yet; creating it")
                 self._run("workspace new", commands["workspace new"])
         self._prepared = True
@@ -576,7 +586,10 @@ class TerraformCli:
 
     def state_document(self) -> dict[str, Any]:
         """The workspace's current state (``terraform state pull``), {} when there is none."""
-        self._prepare()
+        try:
+            self._prepare(create_workspace=False)
+        except NoWorkspace:
+            return {}
         text = self._run("state pull", self.commands()["state pull"], echo=None).stdout
         return json.loads(text) if text.strip() else {}
 
@@ -706,11 +719,18 @@ class TerraformCli:
 
     # -- reads and repairs ---------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
-        self._prepare()
+        """Current outputs; {} for an environment that has no state yet."""
+        try:
+            self._prepare(create_workspace=False)
+        except NoWorkspace:
+            return {}
         return parse_outputs(self._run("output", self.commands()["output"], echo=None).stdout)
 
     def state_serial(self) -> int | None:
-        self._prepare()
+        try:
+            self._prepare(create_workspace=False)
+        except NoWorkspace:
+            return None
         header = self._state_header()
         return header[0] if header else None
 
@@ -744,8 +764,31 @@ class TerraformCli:
 
     def force_unlock(self, lock_id: str) -> None:
         """Terraform's own ``force-unlock`` of the workspace's state lock."""
-        self._prepare()
-        self._run("force-unlock", self.commands(lock_id=lock_id)["force-unlock"], echo=logging.INFO)
+        try:
+            self._prepare(create_workspace=False)
+        except NoWorkspace as missing:
+            raise RolloutError(
+                f"there is no lock {lock_id!r} to remove: {missing.problem}",
+                "nothing was changed; check --env and the lock ID",
+            ) from None
+        done = self._run(
+            "force-unlock",
+            self.commands(lock_id=lock_id)["force-unlock"],
+            echo=logging.INFO,
+            check=False,
+        )
+        if done.returncode != 0:
+            if "failed to retrieve lock info" in done.stderr + done.stdout:
+                raise RolloutError(
+                    f"there is no lock {lock_id!r} on the {self.environment} state",
+                    "copy the lock ID from the 'Error acquiring the state lock' message; "
+                    "nothing was changed",
+                )
+            self._fail(done, show_stdout=True)
+
+
+class NoWorkspace(RolloutError):
+    """The environment's workspace does not exist in the backend (never planned)."""
 
 
 class TerraformFailed(RolloutError):
