@@ -79,8 +79,8 @@ def test_plan_file_changed_after_approval_applies_nothing(rollout, tmp_path):
     approve = approve_as("dave")
 
     def tamper_then_approve(run_id: str, key: str) -> None:
-        plan_file = next((tmp_path / "out").rglob("staging.tfplan.json"))
-        plan_file.write_text(plan_file.read_text().replace('"threshold": 10', '"threshold": 1'))
+        plan_file = next((tmp_path / "out").rglob("staging.tfplan"))  # Terraform's binary plan
+        plan_file.write_bytes(plan_file.read_bytes() + b"\0")
         approve(run_id, key)
 
     run = rollout(tamper_then_approve)
