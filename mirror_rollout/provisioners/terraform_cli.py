@@ -28,6 +28,8 @@ apply progress and error output) are module functions, tested without any binary
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -386,8 +388,16 @@ class TerraformCli:
 
     # -- working copy --------------------------------------------------------------------
     def _working_copy(self) -> None:
-        """Copy the root's .tf (and modules) into the working copy; add the override, CLI config."""
+        """Copy the root's .tf (and modules) into the working copy; add the override, CLI config.
+
+        Steps of one run share the working copy (some concurrently: the re-plan beside the
+        orphan scan), so an up-to-date copy is left alone rather than rewritten under them.
+        """
         self.workdir.mkdir(parents=True, exist_ok=True)
+        fingerprint = self._source_fingerprint()
+        marker = self.workdir / ".mirror-rollout-copy"
+        if marker.is_file() and marker.read_text() == fingerprint:
+            return
         for old in self.workdir.iterdir():  # the root's files as they are now, nothing stale
             if old.name in (".terraform", ".terraform.lock.hcl", ".terraformrc"):
                 continue
@@ -400,6 +410,17 @@ class TerraformCli:
             (self.workdir / OVERRIDE_FILE).write_text(self.override)
         if self.mirror is not None:
             (self.workdir / ".terraformrc").write_text(cli_config(self.mirror))
+        marker.write_text(fingerprint)
+
+    def _source_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        ignored = {".terraform", ".terraform-data"}
+        for path in sorted(self.source.rglob("*")):
+            relative = path.relative_to(self.source)
+            if path.is_file() and not ignored & set(relative.parts):
+                digest.update(str(relative).encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update((self.override or "").encode() + str(self.mirror).encode())
+        return digest.hexdigest()
 
     # -- commands ------------------------------------------------------------------------
     def commands(self, plan_file: Path | str = "", lock_id: str = "") -> dict[str, list[str]]:
@@ -693,7 +714,7 @@ class TerraformCli:
         shutil.copyfile(plan_file, reviewed)
         try:
             verify_plan_file(reviewed, sha)
-            document, _ = self._show(reviewed)
+            document = self._reviewed_document(plan_file, reviewed)
             run = self._run("apply", self.commands(reviewed)["apply"], echo=logging.INFO)
         finally:
             reviewed.unlink(missing_ok=True)
@@ -716,6 +737,17 @@ class TerraformCli:
             seconds=round(time.monotonic() - started, 3),
             terraform_seconds=dict(self.timings),
         )
+
+    def _reviewed_document(self, plan_file: Path, reviewed: Path) -> PlanDocument:
+        """The plan document the reviewer saw (written at plan time), else ``show`` of the copy.
+
+        It only lists the changes for the apply report: Terraform applies the binary file.
+        """
+        path = json_path(plan_file)
+        if path.is_file():
+            with contextlib.suppress(ValidationError, ValueError):
+                return PlanDocument.model_validate_json(path.read_text())
+        return self._show(reviewed)[0]
 
     # -- reads and repairs ---------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
