@@ -36,6 +36,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -80,6 +81,7 @@ _COMPLETE = re.compile(
     r"^(?P<address>.+?): (?:Creation|Modifications|Destruction) complete after "
     r"(?P<duration>(?:\d+h)?(?:\d+m)?\d+s)\b"
 )
+_STARTED = re.compile(r"^(?P<address>.+?): (?:Creating|Modifying|Destroying)\.\.\.")
 _LOCK_ID = re.compile(r"^\s*ID:\s+(?P<id>\S+)")
 _WITH = re.compile(r"^\s*with (?P<address>[^,]+),\s*$")
 #: What a working copy never takes from the root: Terraform's own data and local state.
@@ -216,17 +218,18 @@ def parse_outputs(json_text: str) -> dict[str, Any]:
     }
 
 
-def first_error_line(text: str) -> str | None:
+def first_error_line(text: str, *, fallback: bool = True) -> str | None:
     """The first ``Error:`` line of Terraform's output (boxes and colours removed).
 
-    Falls back to the first non-empty line (some failures, e.g. of ``workspace
-    select``, print no ``Error:``); None for empty output.
+    With ``fallback``, the first non-empty line when there is no ``Error:`` (some
+    failures, e.g. of ``workspace select``, print none); None for empty output.
+    Progress output (apply's stdout) is read without it: its first line is no error.
     """
     lines = [_ANSI.sub("", line).strip(_BOX).rstrip() for line in text.splitlines()]
     for line in lines:
         if line.startswith("Error:"):
             return line
-    return next((line for line in lines if line), None)
+    return next((line for line in lines if line), None) if fallback else None
 
 
 def parse_duration(text: str) -> float:
@@ -249,8 +252,19 @@ def parse_apply_timings(stdout: str) -> dict[str, float]:
 
 
 def applied_addresses(stdout: str) -> list[str]:
-    """Addresses apply finished (created, changed or destroyed), in order."""
-    return [m["address"] for m in map(_COMPLETE.match, map(str.strip, stdout.splitlines())) if m]
+    """Addresses apply finished (created, changed or destroyed), in order, each once.
+
+    A replace prints two completions (destroy, then create) for one change.
+    """
+    done = [m["address"] for m in map(_COMPLETE.match, map(str.strip, stdout.splitlines())) if m]
+    return list(dict.fromkeys(done))
+
+
+def in_flight_addresses(stdout: str) -> list[str]:
+    """Addresses apply had started (``Creating...`` ...) and not finished, in order."""
+    started = [m["address"] for m in map(_STARTED.match, map(str.strip, stdout.splitlines())) if m]
+    done = set(applied_addresses(stdout))
+    return [a for a in dict.fromkeys(started) if a not in done]
 
 
 def failed_addresses(output: str) -> list[str]:
@@ -261,6 +275,14 @@ def failed_addresses(output: str) -> list[str]:
         if match and match["address"] not in found:
             found.append(match["address"])
     return found
+
+
+def signal_name(number: int) -> str:
+    """``SIGKILL`` for 9; the number when the platform has no name for it."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class PlanMeta(BaseModel):
@@ -518,10 +540,12 @@ class TerraformCli:
         return result
 
     def _fail(self, result: Completed, *, show_stdout: bool) -> None:
-        line = first_error_line(result.stderr) or (
-            first_error_line(result.stdout) if show_stdout else None
-        )
+        stdout_line = first_error_line(result.stdout, fallback=result.name != "apply")
+        line = first_error_line(result.stderr) or (stdout_line if show_stdout else None)
         summary = f"{self.tool} {result.name} failed (exit {result.returncode})"
+        if result.returncode < 0:  # killed: whatever it printed last is no error of its own
+            summary = f"{self.tool} {result.name} was killed by {signal_name(-result.returncode)}"
+            line = None
         if line:
             summary += f": {line}"
         output = result.stderr.rstrip()
@@ -557,13 +581,30 @@ class TerraformCli:
 
     def _interrupted(self, result: Completed, summary: str) -> None:
         done = applied_addresses(result.stdout)
-        failed = failed_addresses(result.stderr) or ["(unknown)"]
+        if result.returncode < 0:
+            # Killed: during an apply Terraform writes state to the backend only from time to
+            # time (and at the end), and releases the lock on exit: the last changes may be
+            # missing from state, and the lock stays.
+            in_flight = in_flight_addresses(result.stdout)
+            raise ApplyInterrupted(
+                f"{summary} after {len(done)} change(s) completed"
+                + (f", while {', '.join(in_flight)} were in progress" if in_flight else "")
+                + "; a killed Terraform neither writes its last changes to state nor releases "
+                "the state lock",
+                "plan again: it names the lock to remove with `mirror-rollout force-unlock "
+                f"LOCK_ID --env {self.environment}`; a plan that would create again what the "
+                "killed apply created is refused with the `mirror-rollout adopt` command of each",
+                address=in_flight[0] if in_flight else "(none in progress)",
+                applied=len(done),
+                cause=TerraformFailed(summary),
+            )
+        failed = failed_addresses(result.stderr)
+        where = f"before {', '.join(failed)} failed" if failed else "before it failed"
         raise ApplyInterrupted(
-            f"{summary}; {len(done)} change(s) were applied and are in state before "
-            f"{', '.join(failed)} failed",
+            f"{summary}; {len(done)} change(s) were applied and are in state {where}",
             "fix the cause named above, then run the rollout again: the new plan holds "
             "only what is left",
-            address=failed[0],
+            address=failed[0] if failed else "(unknown)",
             applied=len(done),
             cause=TerraformFailed(summary),
         )

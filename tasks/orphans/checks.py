@@ -17,10 +17,22 @@ from mirror_rollout.results import CheckResult, Evidence, Status
 
 @dataclass(frozen=True)
 class LiveResource:
-    """A resource read from AWS: its Terraform type and the id Terraform imports it by."""
+    """A resource read from AWS: its Terraform type and the id Terraform imports it by.
+
+    ``name`` is the name the configuration gives it when that is not the id (an SNS
+    topic's or a trail's ARN, a Backup plan's generated id); empty: the id is the name.
+    """
 
     type: str
     id: str
+    name: str = ""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What a planned resource may call it: the id, the name, an ARN's last part."""
+        return tuple(
+            dict.fromkeys(n for n in (self.id, self.name, self.id.rsplit(":", 1)[-1]) if n)
+        )
 
 
 @dataclass(frozen=True)
@@ -50,40 +62,98 @@ def tracked_ids(state: dict[str, Any]) -> set[tuple[str, str]]:
     return found
 
 
-def planned_addresses(plan: dict[str, Any]) -> dict[tuple[str, str], str]:
-    """(type, name-or-id) -> address, from a plan document's planned values (modules included)."""
-    out: dict[tuple[str, str], str] = {}
+#: Planned values that name a resource (a generated ``id`` only once it exists).
+NAME_KEYS = ("name", "alarm_name", "dashboard_name", "bucket", "id")
+
+
+def _planned_resources(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """Managed resources of a plan document's planned values, modules included."""
+    found: list[dict[str, Any]] = []
 
     def walk(module: dict[str, Any]) -> None:
-        for resource in module.get("resources", []):
-            if resource.get("mode", "managed") != "managed":
-                continue
-            values = resource.get("values") or {}
-            for key in ("name", "alarm_name", "dashboard_name", "bucket", "id"):
-                if isinstance(values.get(key), str):
-                    out[(resource["type"], values[key])] = resource["address"]
+        found.extend(
+            r for r in module.get("resources", []) if r.get("mode", "managed") == "managed"
+        )
         for child in module.get("child_modules", []):
             walk(child)
 
     walk((plan.get("planned_values") or {}).get("root_module") or {})
+    return found
+
+
+def planned_addresses(plan: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(type, name-or-id) -> address, from a plan document's planned values (modules included)."""
+    out: dict[tuple[str, str], str] = {}
+    for resource in _planned_resources(plan):
+        values = resource.get("values") or {}
+        for key in NAME_KEYS:
+            if isinstance(values.get(key), str):
+                out[(resource["type"], values[key])] = resource["address"]
     return out
+
+
+def unnamed_addresses(plan: dict[str, Any]) -> dict[str, str]:
+    """type -> address for the types planned exactly once and without a name (a CMK, an OIDC
+    provider): a live resource of such a type can only be that one."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for resource in _planned_resources(plan):
+        by_type.setdefault(resource["type"], []).append(resource)
+    return {
+        rtype: found[0]["address"]
+        for rtype, found in by_type.items()
+        if len(found) == 1
+        and not any(isinstance((found[0].get("values") or {}).get(k), str) for k in NAME_KEYS)
+    }
 
 
 def find_orphans(
     live: list[LiveResource], state: dict[str, Any], plan: dict[str, Any] | None = None
 ) -> list[Orphan]:
+    """The live resources the state does not track, each with the planned address that
+    would adopt it (None when the plan is not given or has no such resource)."""
     tracked = tracked_ids(state)
     addresses = planned_addresses(plan or {})
+    unnamed = unnamed_addresses(plan or {})
     orphans = []
     for resource in live:
-        if (resource.type, resource.id) in tracked:
+        if any((resource.type, name) in tracked for name in resource.names):
             continue
-        short = resource.id.rsplit(":", 1)[-1]  # an ARN's name part (SNS topics)
-        address = addresses.get((resource.type, resource.id)) or addresses.get(
-            (resource.type, short)
+        address = next(
+            (
+                addresses[(resource.type, n)]
+                for n in resource.names
+                if (resource.type, n) in addresses
+            ),
+            unnamed.get(resource.type),
         )
         orphans.append(Orphan(resource, address))
     return orphans
+
+
+def planned_creates(plan: dict[str, Any]) -> set[str]:
+    """Addresses a plan document creates (a replace keeps its resource in state: not these)."""
+    return {
+        c["address"]
+        for c in plan.get("resource_changes", [])
+        if (c.get("change") or {}).get("actions") == ["create"]
+    }
+
+
+def blocking_orphans(orphans: list[Orphan], plan: dict[str, Any]) -> list[Orphan]:
+    """The orphans the plan would create again: that create cannot succeed (or duplicates)."""
+    creates = planned_creates(plan)
+    return [o for o in orphans if o.address in creates]
+
+
+def adoption_needed(environment: str, blocking: list[Orphan]) -> tuple[str, str]:
+    """(problem, fix) of refusing a plan that creates ``blocking``: each named with its adopt command."""
+    named = "; ".join(f"{o.address} ({o.live.id})" for o in blocking)
+    return (
+        f"the plan creates what already exists in AWS but not in the {environment} state "
+        f"(an apply was killed, or lost a create's response): {named}",
+        "adopt each into state, then run the rollout again: "
+        + "; ".join(o.adopt_command(environment) for o in blocking),
+    )
 
 
 def orphan_results(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from prefect import task
@@ -11,7 +12,7 @@ from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import publish
 from mirror_rollout.results import CheckResult
 from mirror_rollout.settings import RolloutSettings
-from tasks.orphans.checks import find_orphans, orphan_results
+from tasks.orphans.checks import adoption_needed, blocking_orphans, find_orphans, orphan_results
 from tasks.orphans.inventory import project_resources
 
 
@@ -31,8 +32,9 @@ def orphan_scan(settings: RolloutSettings, run_dir: Path, region: str) -> list[C
     from tasks.plan.task import working_copy
 
     environment = settings.environment
-    state = make_provisioner(settings, working_copy(run_dir)).state_document()
-    live, orphans = scan(environment, region, state)
+    terraform = make_provisioner(settings, working_copy(run_dir))
+    state = terraform.state_document()
+    live, orphans = scan(environment, region, state, applied_plan(run_dir, terraform.workspace))
     results = orphan_results(
         environment, live, orphans, f"AWS ({region}) vs the {environment} state"
     )
@@ -40,20 +42,15 @@ def orphan_scan(settings: RolloutSettings, run_dir: Path, region: str) -> list[C
     return results
 
 
+def applied_plan(run_dir: Path, workspace: str) -> dict | None:
+    """The run's plan document (``<workspace>.tfplan.json``): what names each orphan's address."""
+    path = Path(run_dir) / f"{workspace}.tfplan.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def refuse_creating_what_exists(environment: str, region: str, state: dict, plan: dict) -> None:
     """Before approval: a planned create of something that exists already cannot succeed."""
-    creates = {
-        c["address"]
-        for c in plan.get("resource_changes", [])
-        if c.get("change", {}).get("actions") == ["create"]
-    }
     _, orphans = scan(environment, region, state, plan)
-    blocking = [o for o in orphans if o.address in creates]
+    blocking = blocking_orphans(orphans, plan)
     if blocking:
-        named = "; ".join(f"{o.address} ({o.live.id})" for o in blocking)
-        raise AdoptionNeeded(
-            f"the plan creates what already exists in AWS but not in the {environment} state "
-            f"(an apply was interrupted after the create): {named}",
-            "adopt each into state, then run the rollout again: "
-            + "; ".join(o.adopt_command(environment) for o in blocking),
-        )
+        raise AdoptionNeeded(*adoption_needed(environment, blocking))
