@@ -138,8 +138,20 @@ def _rollout(
             allow_destroy=approvals[-1].allow_destroy,
             expected=expected,
         )
-        applied = apply(settings, planned.plan_file, approvals[-1].plan_sha256)
+        applying = apply(settings, planned.plan_file, approvals[-1].plan_sha256, return_state=True)
         results += approval_results(approvals, approvals_needed(env))
+        if not applying.is_completed():
+            # What a stopped apply left behind is evidence too: the orphan scan and the
+            # checklist run before the run fails with the apply's own error.
+            error = applying.result(raise_on_failure=False)
+            results += failure_results("APPLY", "apply", error)
+            results += orphan_scan(settings, run_dir, region)
+            header = _header(settings, planned)
+            production_checklist(
+                env, results, header, approval_markdown(env, approvals), str(run_dir)
+            )
+            raise error
+        applied = applying.result()
         results += apply_results(applied, approvals[-1].plan_sha256)
         summary |= {"applied": len(applied.applied), "not_provisioned": applied.not_provisioned}
     else:
@@ -205,12 +217,7 @@ def _rollout(
         else failure_results("REPLAN", "re-plan", replan.result(raise_on_failure=False))
     )
 
-    header = {
-        "environment": env,
-        "backend": settings.backend,
-        "plan sha256": planned.sha256,
-        "flow run": f"{flow_run.get_name()} ({flow_run.get_id()})",
-    }
+    header = _header(settings, planned)
     verdict = overall(results)
     if verdict is not Status.FAIL:
         # Drift detection compares the live environment with this snapshot from now on.
@@ -237,3 +244,13 @@ def _rollout(
             f"see the {env}-production-checklist artifact ({checklist})",
         )
     return summary
+
+
+def _header(settings: RolloutSettings, planned) -> dict[str, str]:
+    """The facts on top of the checklist."""
+    return {
+        "environment": settings.environment,
+        "backend": settings.backend,
+        "plan sha256": planned.sha256,
+        "flow run": f"{flow_run.get_name()} ({flow_run.get_id()})",
+    }
