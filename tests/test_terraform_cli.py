@@ -1,23 +1,44 @@
-"""The Terraform CLI provisioner against a recording stand-in (tests/fixtures/terraform)."""
+"""The Terraform CLI provisioner: its pure parts, and the real Terraform on the sandbox.
+
+The pure parts (argv, parsing of Terraform's output, version checks, the
+sandbox override) need no binary. The rest runs the real Terraform and
+provider against moto on tests/fixtures/roots/small (see tests/tf_roots.py) and
+reads the outcome back from moto: the state object in S3, the lock table, the
+resources.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
-import sys
+import shlex
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from mirror_rollout.errors import ConfigError, RolloutError
-from mirror_rollout.provisioners.base import ApplyRefused, StateLocked
-from mirror_rollout.provisioners.document import PlanDocument, StateDocument, sha256_file
+from mirror_rollout.provisioners import sandbox_override as so
+from mirror_rollout.provisioners.base import ApplyRefused, PlanResult, StateLocked
+from mirror_rollout.provisioners.document import PlanDocument, StateDocument
+from mirror_rollout.provisioners.terraform_binary import (
+    check_version,
+    cli_config,
+    find_terraform,
+    parse_version,
+    plugin_mirror,
+)
 from mirror_rollout.provisioners.terraform_cli import (
-    PlanMeta,
     TerraformCli,
+    applied_addresses,
     command_lines,
+    failed_addresses,
     first_error_line,
     meta_path,
     parse_apply_timings,
@@ -27,38 +48,28 @@ from mirror_rollout.provisioners.terraform_cli import (
     redact_argv,
     render_backend_value,
 )
+from tests.tf_roots import Root, mirror_rollout
 
 FIXTURES = Path(__file__).parent / "fixtures" / "terraform"
-FAKE = FIXTURES / "fake-terraform"
-FAKE_VARIABLES = (
-    "FAKE_TF_FAIL",
-    "FAKE_TF_FAIL_KIND",
-    "FAKE_TF_NO_STATE",
-    "FAKE_TF_NO_WORKSPACE",
-    "FAKE_TF_PLAN",
-    "FAKE_TF_PLAN_BYTES",
-    "FAKE_TF_STATE",
-    "TF_WORKSPACE",
-)
-#: Found before any test narrows PATH; used only by the optional real-binary test.
-REAL_TERRAFORM = shutil.which("terraform") or shutil.which("tofu")
 CREDENTIALS_ERROR = "Error: No valid credential sources found"
+MOTO = "http://127.0.0.1:5055"
 
 
 def fixture_json(name: str) -> dict:
     return json.loads((FIXTURES / name).read_text())
 
 
-# ---------------------------------------------------------------- pure parts
+# ================================================================ pure parts
 
 
 def test_command_lines() -> None:
     lines = command_lines(
         "terraform",
         workspace="staging",
-        var_file="/p/infra/terraform/staging.tfvars",
+        var_file="staging.tfvars",
         plan_file="/out/staging.tfplan",
         backend_config={"bucket": "alt-state", "encrypt": True},
+        lock_id="9db590f1",
     )
     assert lines == {
         "init": [
@@ -78,32 +89,59 @@ def test_command_lines() -> None:
             "plan",
             "-input=false",
             "-no-color",
-            "-var-file=/p/infra/terraform/staging.tfvars",
+            "-var-file=staging.tfvars",
+            "-out=/out/staging.tfplan",
+        ],
+        "re-plan": [
+            "terraform",
+            "plan",
+            "-input=false",
+            "-no-color",
+            "-detailed-exitcode",
+            "-var-file=staging.tfvars",
             "-out=/out/staging.tfplan",
         ],
         "show": ["terraform", "show", "-json", "-no-color", "/out/staging.tfplan"],
         "apply": ["terraform", "apply", "-input=false", "-no-color", "/out/staging.tfplan"],
         "output": ["terraform", "output", "-json", "-no-color"],
+        "force-unlock": ["terraform", "force-unlock", "-force", "-no-color", "9db590f1"],
+        "version": ["terraform", "version", "-json"],
+        "validate": ["terraform", "validate", "-no-color"],
     }
-    bare = command_lines("tofu", workspace="w", var_file="v", plan_file="p")
-    assert bare["init"] == ["tofu", "init", "-input=false", "-no-color", "-reconfigure"]
+    bare = command_lines("/usr/bin/terraform", workspace="w", var_file="v", plan_file="p")
+    assert bare["init"] == [
+        "/usr/bin/terraform",
+        "init",
+        "-input=false",
+        "-no-color",
+        "-reconfigure",
+    ]
 
 
 def test_backend_values_and_redaction() -> None:
     assert render_backend_value("http://127.0.0.1:5055") == "http://127.0.0.1:5055"
     assert render_backend_value(False) == "false"
     assert render_backend_value(3) == "3"
-    endpoints = {"s3": "http://127.0.0.1:5055", "dynamodb": "http://127.0.0.1:5055"}
-    assert (
-        render_backend_value(endpoints)
-        == '{s3="http://127.0.0.1:5055",dynamodb="http://127.0.0.1:5055"}'
-    )
-    assert render_backend_value(["a", "${x}"]) == '["a","$${x}"]'
+    endpoints = {"s3": MOTO, "dynamodb": MOTO}
+    assert render_backend_value(endpoints) == f'{{s3="{MOTO}",dynamodb="{MOTO}"}}'
+    assert render_backend_value(["a", "${x}", "%{y}"]) == '["a","$${x}","%%{y}"]'
     with pytest.raises(ConfigError, match="unsupported type"):
         render_backend_value(object())
     assert redact_argv(
-        ["t", "init", "-backend-config=secret_key=abc", "-backend-config=bucket=b"]
-    ) == ["t", "init", "-backend-config=secret_key=***", "-backend-config=bucket=b"]
+        [
+            "t",
+            "init",
+            "-backend-config=secret_key=abc",
+            "-backend-config=token=t0k",
+            "-backend-config=bucket=b",
+        ]
+    ) == [
+        "t",
+        "init",
+        "-backend-config=secret_key=***",
+        "-backend-config=token=***",
+        "-backend-config=bucket=b",
+    ]
 
 
 def test_parse_state_header() -> None:
@@ -148,23 +186,42 @@ def test_first_error_line() -> None:
     assert first_error_line("\n ╵\n") is None
 
 
-def test_apply_timings() -> None:
+APPLY_STDOUT = (
+    "aws_dynamodb_table.fp_events: Destroying... [id=t]\n"
+    "aws_dynamodb_table.fp_events: Destruction complete after 4s\n"
+    "aws_dynamodb_table.fp_events: Creation complete after 1m2s [id=t]\n"
+    'aws_cloudwatch_metric_alarm.table_throttle["a b"]: Modifications complete after 0s [id=a]\n'
+    "aws_s3_bucket.baselines: Still creating... [10s elapsed]\n"
+)
+
+
+def test_apply_timings_and_addresses() -> None:
     assert parse_duration("1h2m3s") == 3723
     assert parse_duration("45s") == 45
-    stdout = (
-        "aws_dynamodb_table.fp_events: Destroying... [id=t]\n"
-        "aws_dynamodb_table.fp_events: Destruction complete after 4s\n"
-        "aws_dynamodb_table.fp_events: Creation complete after 1m2s [id=t]\n"
-        'aws_cloudwatch_metric_alarm.table_throttle["a b"]: Modifications complete after 0s [id=a]\n'
-        "aws_s3_bucket.baselines: Still creating... [10s elapsed]\n"
-    )
-    assert parse_apply_timings(stdout) == {
+    assert parse_apply_timings(APPLY_STDOUT) == {
         "aws_dynamodb_table.fp_events": 66.0,
         'aws_cloudwatch_metric_alarm.table_throttle["a b"]': 0.0,
     }
+    assert applied_addresses(APPLY_STDOUT) == [
+        "aws_dynamodb_table.fp_events",
+        "aws_dynamodb_table.fp_events",
+        'aws_cloudwatch_metric_alarm.table_throttle["a b"]',
+    ]
+    stderr = (
+        "╷\n│ Error: creating S3 Bucket Logging: operation error S3: PutBucketLogging, 500\n│ \n"
+        "│   with aws_s3_bucket_logging.audit,\n│   on main.tf line 40, in resource …:\n╵\n"
+        "╷\n│ Error: creating Backup Selection: 500\n│ \n"
+        '│   with aws_backup_selection.tables["x"],\n╵\n'
+        "╷\n│ Error: again\n│   with aws_s3_bucket_logging.audit,\n╵\n"
+    )
+    assert failed_addresses(stderr) == [
+        "aws_s3_bucket_logging.audit",
+        'aws_backup_selection.tables["x"]',
+    ]
+    assert failed_addresses("") == []
 
 
-def test_fixtures_round_trip_through_the_models() -> None:
+def test_document_models_round_trip() -> None:
     raw_plan = fixture_json("plan.json")
     plan = PlanDocument.model_validate(raw_plan)
     plan.check_version()
@@ -177,492 +234,494 @@ def test_fixtures_round_trip_through_the_models() -> None:
         "aws_sns_topic_subscription.ops_email[0]": "create",
         "aws_ssm_parameter.legacy_nonce": "delete",
     }
-    table = next(c for c in plan.resource_changes if c.address == "aws_dynamodb_table.fp_events")
-    assert table.change.replace_paths == [["hash_key"]]
-    assert table.action_reason == "replace_because_cannot_update"
-    assert plan.prior_state is not None
-    assert len(plan.prior_state.values.root_module.resources) == 4
-
-    for name in ("state.json", "state-advanced.json"):
-        raw_state = fixture_json(name)
-        state = StateDocument.model_validate(raw_state)
-        state.check_version()
-        assert state.model_dump(mode="json", exclude_unset=True) == raw_state
-    assert set(state.instances()) == {
-        'aws_cloudwatch_metric_alarm.table_throttle["consent-read-throttle"]',
-        "aws_dynamodb_table.fp_events",
-        "aws_s3_bucket.baselines",
-        "aws_ssm_parameter.legacy_nonce",
-    }
-    assert fixture_json("state-advanced.json")["serial"] == fixture_json("state.json")["serial"] + 1
+    raw_state = fixture_json("state.json")
+    state = StateDocument.model_validate(raw_state)
+    state.check_version()
+    assert state.model_dump(mode="json", exclude_unset=True) == raw_state
+    assert 'aws_cloudwatch_metric_alarm.table_throttle["consent-read-throttle"]' in (
+        state.instances()
+    )
+    with pytest.raises(ConfigError, match=r"format_version 2\.0"):
+        PlanDocument.model_validate({**raw_plan, "format_version": "2.0"}).check_version()
 
 
-# ---------------------------------------------------------------- with the stand-in
+# ---------------------------------------------------------------- terraform_binary
 
 
-class FakeTerraform:
-    def __init__(self, log: Path, bin_dir: Path):
-        self.log = log
-        self.bin_dir = bin_dir
+def test_parse_and_check_version() -> None:
+    assert parse_version('{"terraform_version":"1.11.4","platform":"linux_amd64"}') == (1, 11, 4)
+    assert parse_version("Terraform v1.5.7\non linux_amd64\n") == (1, 5, 7)
+    assert parse_version('{"platform":"linux_amd64"}') is None
+    assert parse_version("") is None
+    check_version((1, 11, 0), "/bin/terraform")
+    check_version((2, 0, 1), "/bin/terraform")
+    with pytest.raises(ConfigError) as old:
+        check_version((1, 10, 5), "/bin/terraform")
+    assert old.value.problem == (
+        "/bin/terraform is Terraform 1.10.5; mirror-rollout needs 1.11 or newer "
+        "(write-only arguments)"
+    )
+    assert "install Terraform 1.11 or newer" in old.value.fix
+    assert "https://developer.hashicorp.com/terraform/install" in old.value.fix
+    with pytest.raises(ConfigError, match="cannot tell the version of /bin/terraform"):
+        check_version(None, "/bin/terraform")
 
-    def calls(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
 
-    def argvs(self) -> list[list[str]]:
-        return [c["argv"] for c in self.calls()]
+def test_cli_config_and_plugin_mirror(tmp_path: Path) -> None:
+    text = cli_config(Path("/opt/tf-plugins"))
+    assert 'path    = "/opt/tf-plugins"' in text
+    assert 'include = ["registry.terraform.io/hashicorp/*"]' in text
+    assert 'exclude = ["registry.terraform.io/hashicorp/*"]' in text
+    assert text.index("filesystem_mirror") < text.index("direct")
 
-    def subcommands(self) -> list[str]:
-        return [c["argv"][0] for c in self.calls()]
+    mirror = tmp_path / "plugins"
+    (mirror / "registry.terraform.io").mkdir(parents=True)
+    assert plugin_mirror({"MIRROR_ROLLOUT_TF_PLUGINS": str(mirror)}) == mirror
+    with pytest.raises(ConfigError, match=r"holds no registry\.terraform\.io/ provider tree"):
+        plugin_mirror({"MIRROR_ROLLOUT_TF_PLUGINS": str(tmp_path / "empty")})
 
-    def reset(self) -> None:
-        self.log.unlink(missing_ok=True)
+
+def version_stub(directory: Path, version: str) -> Path:
+    """A ``terraform`` on ``directory`` that only answers ``version -json`` (as ``version``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stub = directory / "terraform"
+    stub.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = version ]; then\n'
+        f'  echo \'{{"terraform_version":"{version}"}}\'\n'
+        "  exit 0\n"
+        "fi\n"
+        'echo "version probe stub: only answers version -json" >&2\n'
+        "exit 1\n"
+    )
+    stub.chmod(0o755)
+    return stub
 
 
 @pytest.fixture
-def fake_tf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeTerraform:
-    """``terraform`` on a PATH that holds only it and python3 (never a real binary)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "terraform").symlink_to(FAKE)
-    (bin_dir / "python3").symlink_to(sys.executable)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    log = tmp_path / "terraform-calls.jsonl"
-    monkeypatch.setenv("FAKE_TF_LOG", str(log))
-    for name in FAKE_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    return FakeTerraform(log, bin_dir)
+def small_root(tmp_path: Path) -> Root:
+    return Root("small", tmp_path)
 
 
-@pytest.fixture
-def root(infra) -> Path:
-    return infra.root.resolve()
-
-
-@pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    return (tmp_path / "out").resolve()
-
-
-def test_plan_runs_the_documented_commands(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path
+def test_too_old_terraform_is_one_clear_error(
+    tmp_path: Path, small_root: Root, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cli = TerraformCli(
-        "staging", root=root, backend_config={"bucket": "alt-state", "encrypt": True}
+    stub = version_stub(tmp_path / "bin", "1.5.7")
+    monkeypatch.setenv("PATH", str(stub.parent))
+    monkeypatch.delenv("MIRROR_ROLLOUT_TERRAFORM", raising=False)
+    with pytest.raises(ConfigError) as raised:
+        find_terraform()
+    assert raised.value.problem == (
+        f"{stub} is Terraform 1.5.7; mirror-rollout needs 1.11 or newer (write-only arguments)"
     )
-    result = cli.plan(out_dir)
-
-    tf_dir = root / "infra" / "terraform"
-    plan_file = out_dir / "staging.tfplan"
-    assert fake_tf.argvs() == [
-        [
-            "init",
-            "-input=false",
-            "-no-color",
-            "-reconfigure",
-            "-backend-config=bucket=alt-state",
-            "-backend-config=encrypt=true",
-        ],
-        ["workspace", "select", "-no-color", "staging"],
-        ["state", "pull", "-no-color"],
-        [
-            "plan",
-            "-input=false",
-            "-no-color",
-            f"-var-file={tf_dir / 'staging.tfvars'}",
-            f"-out={plan_file}",
-        ],
-        ["show", "-json", "-no-color", str(plan_file)],
-    ]
-    for call in fake_tf.calls():
-        assert call["cwd"] == str(tf_dir)
-        assert call["TF_DATA_DIR"] == str(root / ".terraform-data" / "staging")
-        assert (call["TF_IN_AUTOMATION"], call["TF_INPUT"]) == ("1", "0")
-
-    assert result.provisioner == "terraform"
-    assert (result.environment, result.workspace) == ("staging", "staging")
-    assert result.plan_file == str(plan_file)
-    assert result.sha256 == sha256_file(plan_file) == result.summary.sha256
-    assert (result.prior_serial, result.prior_lineage) == (
-        41,
-        "2b5c7f0e-8d1a-4c3b-9e6f-1a2b3c4d5e6f",
+    assert raised.value.fix == (
+        "install Terraform 1.11 or newer (https://developer.hashicorp.com/terraform/install) "
+        "and put `terraform` on PATH"
     )
-    assert result.summary.counts == {
-        "create": 1,
-        "update": 1,
-        "replace": 1,
-        "delete": 1,
-        "no-op": 1,
-    }
-    assert result.summary.resource_count == 5
-    destructive = {(d.address, d.action) for d in result.summary.destructive}
-    assert destructive == {
-        ("aws_dynamodb_table.fp_events", "replace"),
-        ("aws_ssm_parameter.legacy_nonce", "delete"),
-    }
-    assert "aws_dynamodb_table.consent" in result.summary.missing_expected
-    assert "aws_dynamodb_table.fp_events" not in result.summary.missing_expected
-    assert result.document.terraform_version == "1.9.8"
-
-    # the review artifact and the sidecar apply reads back
-    artifact = json.loads((out_dir / "staging.tfplan.json").read_text())
-    assert artifact == fixture_json("plan.json")
-    meta = PlanMeta.model_validate_json(meta_path(plan_file).read_text())
-    assert meta.model_dump() == {
-        "format": "mirror-rollout-terraform-plan-meta/1",
-        "environment": "staging",
-        "workspace": "staging",
-        "sha256": result.sha256,
-        "prior_serial": 41,
-        "prior_lineage": "2b5c7f0e-8d1a-4c3b-9e6f-1a2b3c4d5e6f",
-        "terraform_version": "1.9.8",
-    }
-
-
-def test_missing_workspace_is_created(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAKE_TF_NO_WORKSPACE", "1")
-    monkeypatch.setenv("FAKE_TF_NO_STATE", "1")
-    monkeypatch.setenv("TF_WORKSPACE", "someone-elses")  # must not leak into the commands
-    result = TerraformCli("production", root=root).plan(out_dir)
-    assert fake_tf.argvs()[:3] == [
-        ["init", "-input=false", "-no-color", "-reconfigure"],
-        ["workspace", "select", "-no-color", "production"],
-        ["workspace", "new", "-no-color", "production"],
+    with pytest.raises(ConfigError, match=r"Terraform 1\.5\.7; mirror-rollout needs 1\.11"):
+        TerraformCli("staging", root=small_root.path, work_dir=tmp_path / "work")
+    # the command line: one line, no traceback, exit 2
+    done = mirror_rollout(None, "doctor", env={"PATH": str(stub.parent)})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"error: {raised.value.problem} — {raised.value.fix}"
     ]
-    assert all(call["TF_WORKSPACE"] is None for call in fake_tf.calls())
-    assert (result.prior_serial, result.prior_lineage) == (None, None)
-    assert result.plan_file == str(out_dir / "production.tfplan")
-    assert f"-var-file={root / 'infra/terraform/production.tfvars'}" in fake_tf.argvs()[4]
 
 
-def test_workspaces_never_share_a_data_dir(
-    fake_tf: FakeTerraform, root: Path, tmp_path: Path
+def test_missing_terraform_is_one_clear_error(
+    tmp_path: Path, small_root: Root, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    TerraformCli("staging", root=root).plan(tmp_path / "a")
-    TerraformCli("production", root=root).plan(tmp_path / "b")
-    TerraformCli("staging", root=root, workspace="staging-canary").plan(tmp_path / "c")
-    data_dirs = {call["TF_DATA_DIR"] for call in fake_tf.calls()}
-    assert data_dirs == {
-        str(root / ".terraform-data" / ws) for ws in ("staging", "production", "staging-canary")
-    }
-    assert (tmp_path / "c" / "staging-canary.tfplan").is_file()
-
-
-def test_apply_runs_exactly_the_reviewed_plan(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path
-) -> None:
-    planned = TerraformCli("staging", root=root).plan(out_dir)
-    fake_tf.reset()
-
-    result = TerraformCli("staging", root=root).apply(Path(planned.plan_file), planned.sha256)
-
-    reviewed_copy = root / ".terraform-data" / "staging" / "apply" / "staging.tfplan"
-    assert fake_tf.argvs() == [
-        ["init", "-input=false", "-no-color", "-reconfigure"],
-        ["workspace", "select", "-no-color", "staging"],
-        ["state", "pull", "-no-color"],
-        ["show", "-json", "-no-color", str(reviewed_copy)],
-        ["apply", "-input=false", "-no-color", str(reviewed_copy)],
-        ["output", "-json", "-no-color"],
-        ["state", "pull", "-no-color"],
-    ]
-    assert not reviewed_copy.exists()
-    assert result.sha256 == planned.sha256
-    assert {(a.address, a.action, a.seconds) for a in result.applied} == {
-        ('aws_cloudwatch_metric_alarm.table_throttle["consent-read-throttle"]', "update", 0.0),
-        ("aws_dynamodb_table.fp_events", "replace", 66.0),
-        ("aws_sns_topic_subscription.ops_email[0]", "create", 1.0),
-        ("aws_ssm_parameter.legacy_nonce", "delete", 1.0),
-    }
-    assert "alert_email" not in result.outputs
-    assert result.outputs["sns_topic_arn"].endswith(":mirror-dissonance-staging-ops-alerts")
-    assert result.state_serial == 42
-    assert result.seconds > 0
-
-
-def test_apply_onto_an_empty_workspace(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAKE_TF_NO_STATE", "1")
-    planned = TerraformCli("staging", root=root).plan(out_dir)
-    result = TerraformCli("staging", root=root).apply(Path(planned.plan_file), planned.sha256)
-    assert "apply" in fake_tf.subcommands()
-    assert result.state_serial is None  # the stand-in keeps printing no state
-
-
-def _refusal_cases():
-    def wrong_hash(plan, env):
-        return plan.sha256.replace(plan.sha256[0], "0" if plan.sha256[0] != "0" else "1", 1)
-
-    def tampered(plan, env):
-        with open(plan.plan_file, "ab") as handle:
-            handle.write(b"\x00")
-        return plan.sha256
-
-    def stale(plan, env):
-        env.setenv("FAKE_TF_STATE", str(FIXTURES / "state-advanced.json"))
-        return plan.sha256
-
-    def no_sidecar(plan, env):
-        meta_path(Path(plan.plan_file)).unlink()
-        return plan.sha256
-
-    def forged_sidecar(plan, env):
-        path = meta_path(Path(plan.plan_file))
-        meta = json.loads(path.read_text())
-        path.write_text(json.dumps({**meta, "sha256": "ab" * 32}))
-        return plan.sha256
-
-    return {
-        "missing hash": (lambda plan, env: None, "needs the sha256"),
-        "empty hash": (lambda plan, env: "", "needs the sha256"),
-        "wrong hash": (wrong_hash, "the approval is for"),
-        "tampered file": (tampered, "the approval is for"),
-        "stale plan": (stale, "plan is stale: the staging state is now serial 42"),
-        "no sidecar": (no_sidecar, "staging.tfplan.meta.json is missing"),
-        "sidecar of another plan": (forged_sidecar, "belongs to another plan"),
-    }
-
-
-@pytest.mark.parametrize("case", list(_refusal_cases()))
-def test_apply_refuses_anything_but_the_reviewed_current_plan(
-    case: str,
-    fake_tf: FakeTerraform,
-    root: Path,
-    out_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    prepare, message = _refusal_cases()[case]
-    planned = TerraformCli("staging", root=root).plan(out_dir)
-    expected = prepare(planned, monkeypatch)
-    fake_tf.reset()
-    with pytest.raises(ApplyRefused, match=message):
-        TerraformCli("staging", root=root).apply(Path(planned.plan_file), expected)
-    assert "apply" not in fake_tf.subcommands()
-    assert "show" not in fake_tf.subcommands()
-
-
-def test_apply_refuses_a_plan_of_another_environment(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path
-) -> None:
-    planned = TerraformCli("staging", root=root).plan(out_dir)
-    fake_tf.reset()
-    with pytest.raises(ApplyRefused, match="made for staging"):
-        TerraformCli("production", root=root).apply(Path(planned.plan_file), planned.sha256)
-    assert fake_tf.calls() == []
-
-
-def test_stale_when_state_appeared_after_an_empty_plan(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAKE_TF_NO_STATE", "1")
-    planned = TerraformCli("staging", root=root).plan(out_dir)
-    monkeypatch.delenv("FAKE_TF_NO_STATE")
-    with pytest.raises(ApplyRefused, match="made against no state"):
-        TerraformCli("staging", root=root).apply(Path(planned.plan_file), planned.sha256)
-    assert "apply" not in fake_tf.subcommands()
-
-
-def test_failing_plan_is_one_line_and_the_full_output_is_logged(
-    fake_tf: FakeTerraform,
-    root: Path,
-    out_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    caplog.set_level(logging.DEBUG, logger="mirror_rollout.terraform")
-    cli = TerraformCli("staging", root=root)
-    cli.plan(out_dir)  # an earlier plan must not survive a failed one
-    monkeypatch.setenv("FAKE_TF_FAIL", "plan")
-    with pytest.raises(RolloutError) as raised:
-        cli.plan(out_dir)
-    assert raised.value.problem == f"terraform plan failed (exit 1): {CREDENTIALS_ERROR}"
-    assert "\n" not in raised.value.problem
-    assert "plan again" in raised.value.fix
-    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert len(errors) == 1
-    assert errors[0].name == "mirror_rollout.terraform"
-    lines = errors[0].getMessage().splitlines()
-    assert lines[0] == raised.value.problem
-    assert lines[1:4] == ["╷", f"│ {CREDENTIALS_ERROR}", "│ "]
-    assert '│   on backend.tf line 24, in provider "aws":' in lines
-    assert "│ error ec2imds: GetMetadata, request canceled, context deadline exceeded" in lines
-    assert lines[-1] == "╵"
-    assert not (out_dir / "staging.tfplan").exists()
-    assert not meta_path(out_dir / "staging.tfplan").exists()
-    assert not (out_dir / "staging.tfplan.json").exists()
-    # the successful commands went to the log too, the state never does
-    messages = [r.getMessage() for r in caplog.records]
-    assert "Terraform has been successfully initialized!" in messages
-    assert not any("2b5c7f0e" in m for m in messages)
-
-
-def test_a_held_lock_is_reported_with_its_id(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAKE_TF_FAIL", "plan")
-    monkeypatch.setenv("FAKE_TF_FAIL_KIND", "lock")
-    with pytest.raises(StateLocked) as raised:
-        TerraformCli("staging", root=root).plan(out_dir)
-    assert raised.value.problem.startswith(
-        "terraform plan failed (exit 1): Error: Error acquiring the state lock"
-    )
-    assert "force-unlock 9db590f1-b6fe-c5f2-2678-8804f089deba" in raised.value.fix
-
-
-def test_failing_apply(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    planned = TerraformCli("staging", root=root).plan(out_dir)
-    monkeypatch.setenv("FAKE_TF_FAIL", "apply")
-    with pytest.raises(RolloutError, match=r"terraform apply failed \(exit 1\): Error: No valid"):
-        TerraformCli("staging", root=root).apply(Path(planned.plan_file), planned.sha256)
-    assert not (root / ".terraform-data" / "staging" / "apply" / "staging.tfplan").exists()
-
-
-def test_failing_init_names_the_command(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("FAKE_TF_FAIL", "init")
-    with pytest.raises(RolloutError, match=r"^terraform init failed \(exit 1\)") as raised:
-        TerraformCli("staging", root=root).plan(out_dir)
-    assert "backend configuration" in raised.value.fix
-    assert fake_tf.subcommands() == ["init"]
-
-
-def test_outputs_and_state_serial(
-    fake_tf: FakeTerraform, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cli = TerraformCli("staging", root=root)
-    outputs = cli.outputs()
-    assert "alert_email" not in outputs
-    assert outputs["baselines_bucket_name"] == "mirror-dissonance-staging-baselines"
-    assert cli.state_serial() == 41
-    assert fake_tf.subcommands() == ["init", "workspace", "output", "state"]  # init once
-    monkeypatch.setenv("FAKE_TF_NO_STATE", "1")
-    assert cli.state_serial() is None
-
-
-def test_no_binary_on_path(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    with pytest.raises(ConfigError, match="neither terraform nor tofu is on PATH") as raised:
-        TerraformCli("staging", root=root)
-    assert "--provisioner sandbox" in raised.value.fix
-    assert "install" in raised.value.fix.lower()
+    monkeypatch.delenv("MIRROR_ROLLOUT_TERRAFORM", raising=False)
+    with pytest.raises(ConfigError) as raised:
+        TerraformCli("staging", root=small_root.path, work_dir=tmp_path / "work")
+    assert raised.value.problem == (
+        "Terraform 1.11 or newer is needed and 'terraform' is not on PATH"
+    )
+    assert "https://developer.hashicorp.com/terraform/install" in raised.value.fix
+    monkeypatch.setenv("MIRROR_ROLLOUT_TERRAFORM", "/nowhere/terraform")
+    with pytest.raises(ConfigError, match="'/nowhere/terraform' is not on PATH"):
+        find_terraform()
 
 
-def test_tofu_is_the_fallback_and_binary_can_be_named(
-    fake_tf: FakeTerraform, root: Path, out_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (fake_tf.bin_dir / "terraform").unlink()
-    (fake_tf.bin_dir / "tofu").symlink_to(FAKE)
-    cli = TerraformCli("staging", root=root)
-    assert cli.binary == str(fake_tf.bin_dir / "tofu")
-    monkeypatch.setenv("FAKE_TF_FAIL", "plan")
-    with pytest.raises(RolloutError, match=r"^tofu plan failed"):
-        cli.plan(out_dir)
-    assert TerraformCli("staging", root=root, binary=str(FAKE)).binary == str(FAKE)
-    with pytest.raises(ConfigError, match="'terraform' is not an executable on PATH"):
-        TerraformCli("staging", root=root, binary="terraform")
-
-
-def test_configuration_errors(fake_tf: FakeTerraform, root: Path) -> None:
+def test_configuration_errors(tmp_path: Path, small_root: Root) -> None:
+    work = tmp_path / "work"
     with pytest.raises(ConfigError, match="workspace name"):
-        TerraformCli("staging", root=root, workspace="../prod")
+        TerraformCli("staging", root=small_root.path, work_dir=work, workspace="../prod")
     with pytest.raises(ConfigError, match="unknown environment 'qa'"):
-        TerraformCli("qa", root=root)
-    (root / "infra" / "terraform" / "production.tfvars").unlink()
+        TerraformCli("qa", root=small_root.path, work_dir=work)
+    (small_root.tf_dir / "production.tfvars").unlink()
     with pytest.raises(ConfigError, match=r"unknown environment 'production'.*use one of: staging"):
-        TerraformCli("production", root=root)
+        TerraformCli("production", root=small_root.path, work_dir=work)
     with pytest.raises(ConfigError, match="infra/terraform does not exist"):
-        TerraformCli("staging", root=root / "elsewhere")
+        TerraformCli("staging", root=tmp_path / "elsewhere", work_dir=work)
 
 
-# ---------------------------------------------------------------- the real binary, if any
+def test_force_unlock_command_names_root_and_backend(tmp_path: Path, small_root: Root) -> None:
+    work = tmp_path / "work"
+    on_aws = TerraformCli("staging", work_dir=work, backend="aws")
+    assert on_aws.force_unlock_command("9db5") == (
+        "mirror-rollout force-unlock 9db5 --env staging --backend aws"
+    )
+    elsewhere = TerraformCli("staging", root=small_root.path, work_dir=work, backend="sandbox")
+    assert elsewhere.force_unlock_command("9db5") == (
+        f"mirror-rollout force-unlock 9db5 --env staging --root {small_root.path}"
+    )
 
-REAL_CONFIG = """
-terraform {
-  backend "local" {}
+
+# ---------------------------------------------------------------- sandbox_override
+
+ROOT_TF = """
+provider "aws" {
+  region = "us-east-1"
 }
-variable "environment" {
-  type = string
+
+provider "aws" {
+  alias  = "west"
+  region = "us-west-2"
 }
-resource "terraform_data" "marker" {
-  input = "mirror-${var.environment}"
+
+provider "aws" {
+  alias  = "replica"
+  region = "eu-west-1"
 }
-resource "terraform_data" "replica" {
-  count            = 2
-  triggers_replace = [var.environment]
+
+resource "aws_sns_topic" "alerts" {
+  name = "alerts"
 }
-output "marker" {
-  value = terraform_data.marker.output
+
+resource "aws_s3_bucket_logging" "audit" {
+  bucket        = "audit"
+  target_bucket = "logs"
+  target_prefix = "audit/"
 }
-output "secret" {
-  value     = "s3cr3t"
-  sensitive = true
+
+resource "aws_backup_selection" "tables" {
+  for_each     = toset(["a"])
+  name         = each.key
+  plan_id      = "p"
+  iam_role_arn = "arn:aws:iam::123456789012:role/backup"
+}
+
+resource "aws_backup_vault" "main" {
+  name = "main"
+
+  lifecycle {
+    ignore_changes = [force_destroy]
+  }
 }
 """
 
 
-@pytest.mark.skipif(REAL_TERRAFORM is None, reason="no terraform or tofu on PATH")
-def test_against_the_real_binary(tmp_path: Path) -> None:
-    """Built-in ``terraform_data`` and a local backend: no provider download, no cloud."""
-    root = tmp_path / "project"
-    tf_dir = root / "infra" / "terraform"
-    tf_dir.mkdir(parents=True)
-    (tf_dir / "main.tf").write_text(REAL_CONFIG)
-    (tf_dir / "staging.tfvars").write_text('environment = "staging"\n')
-    cli_args = dict(
-        root=root,
-        binary=REAL_TERRAFORM,
-        backend_config={"workspace_dir": str(tmp_path / "states")},
-        extra_env={"CHECKPOINT_DISABLE": "1", "TF_CLI_CONFIG_FILE": os.devnull},
+def test_read_root(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text(ROOT_TF)
+    (tmp_path / "more.tf").write_text(
+        'resource "aws_backup_plan" "daily" {\n  count = 1\n  name = "daily"\n'
+        "  lifecycle {\n    ignore_changes = all\n  }\n}\n"
     )
-    planned = TerraformCli("staging", **cli_args).plan(tmp_path / "out")
-    assert planned.summary.counts == {"create": 3}
-    assert planned.prior_serial is None
+    # Override files are Terraform's to merge, never read as the root's own.
+    (tmp_path / "sandbox_override.tf").write_text('resource "aws_sqs_queue" "x" {}\n')
+    (tmp_path / "override.tf").write_text('provider "aws" {\n  alias = "ignored"\n}\n')
 
-    result = TerraformCli("staging", **cli_args).apply(Path(planned.plan_file), planned.sha256)
-    assert {a.address for a in result.applied} == {
-        "terraform_data.marker",
-        "terraform_data.replica[0]",
-        "terraform_data.replica[1]",
+    raw = so.read_root(tmp_path)
+
+    assert raw.aws_aliases == ("west", "replica")
+    assert {(r.address, r.file, r.repetition, r.ignore_changes) for r in raw.resources} == {
+        ("aws_sns_topic.alerts", "main.tf", None, ()),
+        ("aws_s3_bucket_logging.audit", "main.tf", None, ()),
+        ("aws_backup_selection.tables", "main.tf", "for_each", ()),
+        ("aws_backup_vault.main", "main.tf", None, ("force_destroy",)),
+        ("aws_backup_plan.daily", "more.tf", "count", ("all",)),
     }
-    assert result.outputs == {"marker": "mirror-staging"}
-    assert result.state_serial is not None
-    assert (tmp_path / "states" / "staging" / "terraform.tfstate").is_file()
+    gaps = {g.address: g for g in so.sandbox_gaps(raw)}
+    assert {a: g.kind for a, g in gaps.items()} == {
+        "aws_s3_bucket_logging.audit": "exclude",
+        "aws_backup_selection.tables": "exclude",
+        "aws_backup_vault.main": "ignore",
+        "aws_backup_plan.daily": "ignore",
+    }
+    assert gaps["aws_backup_vault.main"].attributes == ["tags", "tags_all"]
+    assert "PutBucketLogging" in gaps["aws_s3_bucket_logging.audit"].moto_behaviour
+    assert so.excluded(gaps.values()) == {
+        "aws_s3_bucket_logging.audit": gaps["aws_s3_bucket_logging.audit"].moto_behaviour,
+        "aws_backup_selection.tables": gaps["aws_backup_selection.tables"].moto_behaviour,
+    }
 
-    again = TerraformCli("staging", **cli_args)
-    assert again.state_serial() == result.state_serial
-    with pytest.raises(ApplyRefused, match="plan is stale"):
-        again.apply(Path(planned.plan_file), planned.sha256)
-    replanned = again.plan(tmp_path / "out2")
-    assert replanned.summary.counts == {"no-op": 3}
-    assert replanned.prior_serial == result.state_serial
+
+def test_render_override(tmp_path: Path) -> None:
+    (tmp_path / "main.tf").write_text(ROOT_TF)
+    raw = so.read_root(tmp_path)
+    role = "arn:aws:iam::222222222222:role/mirror-rollout-sandbox"
+    text = so.render_override(raw, MOTO, assume_role_arn=role)
+
+    blocks = text.split('provider "aws" {')[1:]
+    assert len(blocks) == 3  # the default provider and each alias
+    assert [b.split("\n")[1].strip() for b in blocks[1:]] == [
+        'alias = "west"',
+        'alias = "replica"',
+    ]
+    for block in blocks:
+        body = block.split("\n}\n")[0]
+        assert "region =" not in body  # each provider keeps the root's region
+        assert f'role_arn     = "{role}"' in body
+        assert f"max_retries                 = {so.SANDBOX_MAX_RETRIES}" in body
+        for service in so.ENDPOINT_SERVICES:
+            assert f'{service} = "{MOTO}"' in " ".join(body.split())
+        for setting in ("s3_use_path_style", "skip_credentials_validation"):
+            assert f"{setting}" in body
+    assert "access_key" not in text and "secret_key" not in text
+    # exactly the gaps: count = 0 / for_each = {} / ignore_changes merged with the root's own
+    assert 'resource "aws_s3_bucket_logging" "audit" {\n  count = 0\n}' in text
+    assert 'resource "aws_backup_selection" "tables" {\n  for_each = {}\n}' in text
+    assert (
+        'resource "aws_backup_vault" "main" {\n  lifecycle {\n'
+        "    ignore_changes = [force_destroy, tags, tags_all]\n  }\n}"
+    ) in text
+    assert 'resource "aws_sns_topic"' not in text
+    assert "# moto gap: moto's PutBucketLogging answers HTTP 500" in text
+
+    staging = so.render_override(so.RawRoot((), ()), MOTO)
+    assert "assume_role" not in staging and staging.count('provider "aws"') == 1
+    with pytest.raises(ConfigError, match="loopback moto endpoint"):
+        so.render_override(raw, "https://sns.us-east-1.amazonaws.com")
+    config = so.backend_config(MOTO)
+    assert config["endpoints"] == {"s3": MOTO, "dynamodb": MOTO, "sts": MOTO, "iam": MOTO}
+    assert config["use_path_style"] is True
 
 
-def test_inside_a_prefect_run_the_run_logger_gets_the_lines(
-    fake_tf: FakeTerraform,
-    root: Path,
-    out_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+# ================================================================ real Terraform on the sandbox
+
+
+def moto_parameter(name: str) -> dict[str, Any] | None:
+    ssm = boto3.client("ssm")
+    found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])
+    if not found["Parameters"]:
+        return None
+    return {
+        "value": ssm.get_parameter(Name=name)["Parameter"]["Value"],
+        "version": found["Parameters"][0]["Version"],
+        "modified": found["Parameters"][0]["LastModifiedDate"],
+    }
+
+
+def set_marker(root: Root, value: str) -> None:
+    (root.tf_dir / "staging.tfvars").write_text(
+        f'environment = "staging"\nmarker      = "{value}"\n'
+    )
+
+
+@dataclass
+class Reviewed:
+    """The small root applied, then a reviewed (not applied) plan changing its marker."""
+
+    root: Root
+    planned: PlanResult
+    flow_run_id: str
+    terraform_log_records: list[logging.LogRecord]
+
+    @property
+    def marker(self) -> str:
+        return f"/{self.root.prefix()}/marker"
+
+    def outcome(self) -> tuple[Any, ...]:
+        """What an apply would change, read from moto: state serial, marker, locks."""
+        return self.root.serial(), moto_parameter(self.marker), self.root.lock_items()
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def reviewed(prefect_api, tmp_path_factory) -> Reviewed:
+    """Applied once; then the change is planned inside a Prefect flow run, as the rollout does."""
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    from mirror_rollout.provisioners import terraform_for
+
+    base = tmp_path_factory.mktemp("reviewed")
+    root = Root("small", base)
+    terraform = root.terraform()
+    first = terraform.plan(base / "first")
+    terraform.apply(Path(first.plan_file), first.sha256)
+    set_marker(root, "second")
+
+    @flow(name="terraform-cli-test-plan", persist_result=False)
+    def plan_in_a_run(root_path: str, out: str) -> dict[str, Any]:
+        terraform = terraform_for("staging", "sandbox", Path(root_path), Path(out) / "terraform")
+        return {"run": str(flow_run.id), "plan": terraform.plan(Path(out)).model_dump(mode="json")}
+
+    records = _Records()
+    library_log = logging.getLogger("mirror_rollout.terraform")
+    library_log.addHandler(records)
+    try:
+        done = plan_in_a_run(str(root.path), str(base / "reviewed"))
+    finally:
+        library_log.removeHandler(records)
+    planned = PlanResult.model_validate(done["plan"])
+    assert planned.summary.counts == {"update": 1, "no-op": 1}
+    return Reviewed(root, planned, done["run"], records.records)
+
+
+def staged_copy(planned: PlanResult, directory: Path) -> Path:
+    """The reviewed plan's files (plan, JSON, sidecar) copied to ``directory``: a test's own."""
+    directory.mkdir(parents=True)
+    plan_file = Path(planned.plan_file)
+    for source in plan_file.parent.glob(plan_file.name + "*"):
+        (directory / source.name).write_bytes(source.read_bytes())
+    return directory / plan_file.name
+
+
+def _wrong_hash(plan: Path, sha: str) -> str:
+    return ("0" if sha[0] != "0" else "1") + sha[1:]
+
+
+def _tampered(plan: Path, sha: str) -> str:
+    with open(plan, "ab") as handle:
+        handle.write(b"\x00")
+    return sha
+
+
+def _no_sidecar(plan: Path, sha: str) -> str:
+    meta_path(plan).unlink()
+    return sha
+
+
+def _sidecar_of_another_plan(plan: Path, sha: str) -> str:
+    meta = json.loads(meta_path(plan).read_text())
+    meta_path(plan).write_text(json.dumps({**meta, "sha256": "ab" * 32}))
+    return sha
+
+
+REFUSALS = {
+    "missing sha256": (lambda plan, sha: None, "staging", "needs the sha256 of the reviewed plan"),
+    "empty sha256": (lambda plan, sha: "", "staging", "needs the sha256 of the reviewed plan"),
+    "wrong sha256": (_wrong_hash, "staging", "the approval is for"),
+    "tampered plan file": (_tampered, "staging", "the approval is for"),
+    "no sidecar": (_no_sidecar, "staging", "staging.tfplan.meta.json is missing"),
+    "sidecar of another plan": (_sidecar_of_another_plan, "staging", "belongs to another plan"),
+    "plan of another environment": (
+        lambda plan, sha: sha,
+        "production",
+        r"staging.tfplan was made for staging \(workspace staging\), not production",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_apply_refuses_anything_but_the_reviewed_plan(
+    case: str, reviewed: Reviewed, tmp_path: Path
 ) -> None:
-    import prefect.logging  # noqa: F401  (imported, yet outside any run)
+    prepare, env, message = REFUSALS[case]
+    plan_file = staged_copy(reviewed.planned, tmp_path / "plan")
+    approved = prepare(plan_file, reviewed.planned.sha256)
+    before = reviewed.outcome()
+    assert before[1] is not None and before[1]["value"] == "first"
 
-    from mirror_rollout.provisioners import terraform_cli
+    terraform = reviewed.root.terraform(env, work=tmp_path / "work")
+    with pytest.raises(ApplyRefused, match=message):
+        terraform.apply(plan_file, approved)
 
-    assert terraform_cli._run_logger() is None
-    run_logger = logging.getLogger("tests.prefect-run")
-    monkeypatch.setattr(terraform_cli, "_run_logger", lambda: run_logger)
-    caplog.set_level(logging.DEBUG)
-    monkeypatch.setenv("FAKE_TF_FAIL", "plan")
-    with pytest.raises(RolloutError):
-        TerraformCli("staging", root=root).plan(out_dir)
-    assert {r.name for r in caplog.records} == {"tests.prefect-run"}
-    assert any(r.levelno == logging.ERROR for r in caplog.records)
+    assert reviewed.outcome() == before  # same serial, same marker (value, version), no lock
+    assert reviewed.root.state("production") is None
+    assert not list((tmp_path / "work").rglob("apply/*.tfplan"))
+
+
+def test_apply_refuses_a_stale_plan(sandbox, small_root: Root, tmp_path: Path) -> None:
+    """Two plans of the same state; once one is applied, the other is stale."""
+    older = small_root.terraform().plan(tmp_path / "older")
+    set_marker(small_root, "newer")
+    terraform = small_root.terraform()
+    newer = terraform.plan(tmp_path / "newer")
+    assert older.prior_serial == newer.prior_serial is not None
+    terraform.apply(Path(newer.plan_file), newer.sha256)
+    marker = f"/{small_root.prefix()}/marker"
+    applied = small_root.serial(), moto_parameter(marker)
+    assert applied[0] is not None and applied[0] > older.prior_serial
+    assert applied[1] is not None and applied[1]["value"] == "newer"
+
+    with pytest.raises(ApplyRefused) as raised:
+        terraform.apply(Path(older.plan_file), older.sha256)
+    assert raised.value.problem == (
+        f"the plan is stale: the staging state is now serial {applied[0]} of lineage "
+        f"{older.prior_lineage}, the plan was made against serial {older.prior_serial} "
+        f"of lineage {older.prior_lineage}"
+    )
+    assert (small_root.serial(), moto_parameter(marker)) == applied
+    assert small_root.lock_items() == []
+
+
+def test_a_held_lock_is_reported_and_force_unlock_releases_it(
+    sandbox, small_root: Root, tmp_path: Path
+) -> None:
+    # A plan that dies holding the lock: Terraform killed (with its provider) mid-plan.
+    terraform = small_root.terraform()
+    assert terraform.state_serial() is not None  # init, and the workspace's empty state
+    argv = terraform.commands(tmp_path / "dying.tfplan")["plan"]
+    dying = subprocess.Popen(
+        argv,
+        cwd=terraform.workdir,
+        env=terraform.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not small_root.lock_items():
+            assert dying.poll() is None, "the plan ended before it was seen holding the lock"
+            assert time.monotonic() < deadline, "the plan never took the lock"
+            time.sleep(0.1)
+    finally:
+        os.killpg(dying.pid, signal.SIGKILL)
+        dying.wait()
+    (lock,) = small_root.lock_items()
+    lock_id = json.loads(lock["Info"]["S"])["ID"]
+
+    with pytest.raises(StateLocked) as raised:
+        small_root.terraform().plan(tmp_path / "blocked")
+    assert raised.value.problem.startswith(
+        "terraform plan failed (exit 1): Error: Error acquiring the state lock"
+    )
+    # the fix names the lock and the exact command; that command, as given, releases it
+    command = raised.value.fix.split("`")[1]
+    unlock = ["mirror-rollout", "force-unlock", lock_id, "--env", "staging"]
+    assert command == shlex.join([*unlock, "--root", str(small_root.path)])
+    assert small_root.lock_items() == [lock]
+
+    done = mirror_rollout(sandbox, *shlex.split(command)[1:])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"removed lock {lock_id} of the staging state" in done.stdout
+    assert small_root.lock_items() == []
+
+
+def test_inside_a_prefect_run_the_run_logger_gets_terraforms_lines(reviewed: Reviewed) -> None:
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    run_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[reviewed.flow_run_id]))
+    expected = "Plan: 0 to add, 1 to change, 0 to destroy."  # Terraform's own line
+    deadline = time.monotonic() + 15
+    APILogHandler().flush()
+    with get_client(sync_client=True) as client:
+        while True:
+            messages = [log.message for log in client.read_logs(log_filter=run_filter)]
+            if expected in messages or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert expected in messages
+    assert any(m.startswith("$ terraform plan -input=false -no-color") for m in messages)
+    marker = "  # aws_ssm_parameter.marker will be updated in-place"
+    assert marker in messages
+    assert any(m.startswith("plan staging.tfplan (") for m in messages)
+    # inside the run, the run's logger only (else Prefect's console would print each twice)
+    assert reviewed.terraform_log_records == []

@@ -32,7 +32,7 @@ def terraform_for(
     and writes the override; "aws" runs Terraform exactly as an operator would.
     """
     if backend != "sandbox":
-        return TerraformCli(environment, root=root, work_dir=work_dir)
+        return TerraformCli(environment, root=root, work_dir=work_dir, backend=backend)
     import boto3
 
     from mirror_rollout.provisioners import sandbox_override as so
@@ -51,6 +51,7 @@ def terraform_for(
         backend_config=so.backend_config(endpoint) if spec is not None else None,
         override=so.render_override(raw, endpoint, assume_role_arn=sandbox_role_arn(environment)),
         gaps=so.sandbox_gaps(raw),
+        backend=backend,
     )
 
 

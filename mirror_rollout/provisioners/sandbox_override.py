@@ -96,15 +96,19 @@ MOTO_GAPS: tuple[MotoGap, ...] = (
     MotoGap(
         "aws_backup_vault",
         "ignore",
-        "moto keeps no tags on Backup vaults (ListTags returns none), so every re-plan "
-        "would show tags_all drift",
+        "moto keeps the tags of Backup vaults but its ListTags reads the ARN as the "
+        "next-to-last path segment: boto3 asks GET /tags/{arn}/, the provider's Go SDK "
+        "GET /tags/{arn} (no final slash), which moto answers with no tags, so every "
+        "re-plan would show tags_all drift",
         ("tags", "tags_all"),
     ),
     MotoGap(
         "aws_backup_plan",
         "ignore",
-        "moto keeps no tags on Backup plans (ListTags returns none), so every re-plan "
-        "would show tags_all drift",
+        "moto keeps the tags of Backup plans but its ListTags reads the ARN as the "
+        "next-to-last path segment: boto3 asks GET /tags/{arn}/, the provider's Go SDK "
+        "GET /tags/{arn} (no final slash), which moto answers with no tags, so every "
+        "re-plan would show tags_all drift",
         ("tags", "tags_all"),
     ),
 )

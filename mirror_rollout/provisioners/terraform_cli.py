@@ -358,6 +358,7 @@ class TerraformCli:
     directory. ``backend_config`` adds ``-backend-config=key=value`` to ``init``
     on top of the ``backend "s3"`` block (maps and lists are rendered as HCL).
     ``extra_env`` is added to every command's environment (credentials, region).
+    ``backend`` ("sandbox" or "aws") only completes the commands suggested to operators.
     """
 
     name = "terraform"
@@ -374,6 +375,7 @@ class TerraformCli:
         override: str | None = None,
         gaps: list[SandboxGap] | None = None,
         binary: str | None = None,
+        backend: str | None = None,
     ):
         self.root = Path(root or PROJECT_ROOT).resolve()
         self.environment = parse_environment(environment, self.root)
@@ -403,6 +405,8 @@ class TerraformCli:
         self.extra_env = dict(extra_env or {})
         self.override = override
         self.gaps = list(gaps or [])
+        #: "sandbox" or "aws" when known (named in the force-unlock command of a held lock).
+        self.backend = backend
         self.mirror = plugin_mirror()
         #: Seconds spent per subcommand (the benchmark reports Terraform's share).
         self.timings: dict[str, float] = {}
@@ -564,7 +568,7 @@ class TerraformCli:
             raise StateLocked(
                 f"{summary} (workspace {self.workspace})",
                 "wait for the other plan/apply to finish; if it died, run "
-                f"`mirror-rollout force-unlock {lock_id} --env {self.environment}`",
+                f"`{self.force_unlock_command(lock_id)}`",
             )
         if result.name == "apply":
             self._interrupted(result, summary)
@@ -834,6 +838,15 @@ class TerraformCli:
             resource_id,
         ]
         self._run("import", argv, echo=logging.INFO)
+
+    def force_unlock_command(self, lock_id: str) -> str:
+        """The ``mirror-rollout force-unlock`` command line that releases ``lock_id`` of this state."""
+        argv = ["mirror-rollout", "force-unlock", lock_id, "--env", self.environment]
+        if self.root != Path(PROJECT_ROOT).resolve():
+            argv += ["--root", str(self.root)]
+        if self.backend not in (None, "sandbox"):  # the command's default backend is sandbox
+            argv += ["--backend", self.backend]
+        return shlex.join(argv)
 
     def force_unlock(self, lock_id: str) -> None:
         """Terraform's own ``force-unlock`` of the workspace's state lock."""
