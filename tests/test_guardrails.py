@@ -772,21 +772,26 @@ def test_a_plan_of_another_environment_is_refused(plans):
     assert "'production', not 'staging'" in raised.value.problem
 
 
-def test_plan_task_publishes_its_artifact_and_fails_on_blocking_results(plans, monkeypatch):
-    import tasks.guardrails.task as task_module
+def test_plan_task_publishes_its_artifact_and_fails_on_blocking_results(plans, prefect_api):
+    """On the sandbox's Prefect server: the table artifact, and a failed task on MR-005."""
+    from prefect import flow
 
-    published = []
-    monkeypatch.setattr(task_module, "create_table_artifact", lambda **kw: published.append(kw))
-    results = task_module.plan_guardrails.fn(plans["production"], "production")
-    assert failing(results) == set()
+    from tasks.guardrails.task import plan_guardrails
+    from tests.rollout_run import artifacts_of
+
+    @flow(name="plan-guardrails-check")
+    def check(plan: dict, environment: str) -> list:
+        return plan_guardrails(plan, environment)
+
+    good = check(plans["production"], "production", return_state=True)
+    assert good.is_completed(), good.message
+    assert failing(good.result()) == set()
     plan = copy.deepcopy(plans["production"])
     set_("aws_kms_key.main", "deletion_window_in_days", 7)(plan)
-    with pytest.raises(task_module.GuardrailsFailed, match="MR-005"):
-        task_module.plan_guardrails.fn(plan, "production")
-    assert [p["key"] for p in published] == ["production-plan-guardrails"] * 2
-    assert any(
-        row["check"] == "MR-005" and row["status"] == "FAIL" for row in published[1]["table"]
-    )
+    bad = check(plan, "production", return_state=True)
+    assert bad.is_failed() and "MR-005" in (bad.message or ""), bad.message
+    table = artifacts_of(str(bad.state_details.flow_run_id))["production-plan-guardrails"]
+    assert "MR-005" in table and "FAIL" in table
 
 
 # -- the CLI --------------------------------------------------------------------------
