@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
-from tests.applied import apply_environment, state_addresses, state_serial
+from mirror_rollout.provisioners.state_backend import BackendSpec
+from mirror_rollout.provisioners.terraform_binary import find_terraform
+from tests.applied import apply_environment, state_addresses, state_document, state_serial
 from tests.aws_inventory import inventory
 from tests.rollout_run import approve_as, artifacts_of, task_names
 
@@ -20,7 +23,7 @@ def message(run) -> str:
     return run.state.message or ""
 
 
-def test_approved_staging_rollout_applies_and_replans_clean(rollout):
+def test_approved_staging_rollout_applies_and_replans_clean(rollout, tmp_path):
     run = rollout(approve_as("alice", comment="looks right"))
     assert run.state.is_completed(), message(run)
     assert run.pauses == ["approval-1"]
@@ -47,6 +50,25 @@ def test_approved_staging_rollout_applies_and_replans_clean(rollout):
         "alice" in artifacts["staging-approval"] and "looks right" in artifacts["staging-approval"]
     )
     assert len(inventory()["alarms"]) == 8
+    # The reviewed document is Terraform's own `show -json` of the installed Terraform.
+    document = json.loads(next((tmp_path / "out").rglob("staging.tfplan.json")).read_text())
+    assert document["format_version"] == "1.2"
+    assert document["terraform_version"] == ".".join(map(str, find_terraform()[1]))
+    assert document["configuration"]["root_module"]["resources"]
+    assert document["planned_values"]["root_module"]["resources"]
+    # State as in production: the S3 backend on moto, under the workspace key prefix.
+    assert state_document("staging")["serial"] >= 1
+    assert BackendSpec().state_key("staging") == "env/staging/infra/terraform.tfstate"
+    # Each moto gap is a SKIPPED line with the moto behaviour; the override is reviewed.
+    for address in ("aws_s3_bucket_logging.baselines", "aws_backup_selection.tables"):
+        assert address in artifacts["staging-plan"] and address in checklist
+    assert (
+        "sandbox_override.tf" in artifacts["staging-plan"]
+        and "count = 0" in artifacts["staging-plan"]
+    )
+    assert "PutBucketLogging answers HTTP 500" in checklist
+    assert "create_backup_selection action has not been implemented" in checklist
+    assert "no hashicorp/google provider" in checklist  # infra/gcp: SKIPPED, with why
 
 
 def test_reject_applies_nothing(rollout):
