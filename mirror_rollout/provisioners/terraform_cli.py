@@ -681,7 +681,10 @@ class TerraformCli:
         for stale in (plan_file, json_path(plan_file), meta_path(plan_file)):
             stale.unlink(missing_ok=True)  # a failed plan must not leave an older one behind
         self._prepare()
-        prior = self._state_header()
+        pulled = self._run("state pull", self.commands()["state pull"], echo=None).stdout
+        prior = parse_state_header(pulled)
+        #: The state the plan was made against (the orphan check before review reads it).
+        self.prior_state: dict[str, Any] = json.loads(pulled) if pulled.strip() else {}
         name = "re-plan" if replan else "plan"
         done = self._run(name, self.commands(plan_file)[name], echo=logging.INFO, ok_codes=(0, 2))
         document, text = self._show(plan_file)

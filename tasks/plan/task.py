@@ -32,9 +32,7 @@ def plan(settings: RolloutSettings, out_dir: Path) -> PlanResult:
     if planned.summary.counts.get("create") or planned.summary.counts.get("replace"):
         region = planned.document.variables.get("region", {}).get("value", "us-east-1")
         document = planned.document.model_dump(mode="json")
-        refuse_creating_what_exists(
-            settings.environment, region, terraform.state_document(), document
-        )
+        refuse_creating_what_exists(settings.environment, region, terraform.prior_state, document)
     return planned
 
 
