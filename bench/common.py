@@ -49,17 +49,26 @@ def reset_moto(config: sandbox.SandboxConfig) -> None:
 
 
 def bare_terraform(environment: str = "staging") -> dict[str, float]:
-    """init + plan + apply + re-plan with Terraform alone (same override, same moto): seconds each."""
+    """The bare Terraform sequence on the same moto, same override: seconds per command + wall.
+
+    Exactly ``init``, ``workspace new``, ``plan -out``, ``apply <planfile>`` and the
+    refreshing ``plan -detailed-exitcode``: no ``show``, no state reads, no flow.
+    """
     import tempfile
 
     from mirror_rollout.provisioners import terraform_for
 
     with tempfile.TemporaryDirectory(prefix="bench-terraform-") as work:
         terraform = terraform_for(environment, "sandbox", ROOT, Path(work) / "terraform")
+        plan_file = Path(work) / "bare.tfplan"
         started = time.monotonic()
-        planned = terraform.plan(Path(work))
-        terraform.apply(Path(planned.plan_file), planned.sha256)
-        terraform.plan(Path(work) / "replan", replan=True)
+        terraform._working_copy()
+        commands = terraform.commands(plan_file)
+        terraform._run("init", commands["init"])
+        terraform._run("workspace new", commands["workspace new"])
+        terraform._run("plan", commands["plan"])
+        terraform._run("apply", commands["apply"])
+        terraform._run("re-plan", commands["re-plan"], ok_codes=(0,))
         wall = time.monotonic() - started
     return {**terraform.timings, "wall": wall}
 
