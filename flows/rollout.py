@@ -145,7 +145,14 @@ def _rollout(
             # checklist run before the run fails with the apply's own error.
             error = applying.result(raise_on_failure=False)
             results += failure_results("APPLY", "apply", error)
-            results += orphan_scan(settings, run_dir, region)
+            scanned = orphan_scan(settings, run_dir, region, return_state=True)
+            results += (
+                scanned.result()
+                if scanned.is_completed()
+                else failure_results(
+                    "ORPHAN", "orphan scan", scanned.result(raise_on_failure=False)
+                )
+            )
             header = _header(settings, planned)
             production_checklist(
                 env, results, header, approval_markdown(env, approvals), str(run_dir)

@@ -205,10 +205,17 @@ def staging(proxy, sandbox, prefect_api, tmp_path_factory):
         mp.setenv("AWS_ENDPOINT_URL", proxy.url)
         reset_moto()
         out = tmp_path_factory.mktemp("faults")
-        # CloudWatch throttles every request from now on: the apply stops at the first alarm.
-        rule = proxy.inject("monitoring", "throttle", None)
-        first = run_rollout(approve_as("fault-test"), out_dir=str(out), approval_timeout_seconds=60)
-        injected = rule.injected
+        # Once the plan is approved, CloudWatch throttles every request: the apply stops at
+        # the first alarm (the plan's own checks read CloudWatch before review).
+        rules = []
+        approve = approve_as("fault-test")
+
+        def throttle_then_approve(run_id: str, key: str) -> None:
+            rules.append(proxy.inject("monitoring", "throttle", None))
+            approve(run_id, key)
+
+        first = run_rollout(throttle_then_approve, out_dir=str(out), approval_timeout_seconds=60)
+        injected = rules[0].injected
         proxy.clear()
         stopped = {
             "state": first.state,

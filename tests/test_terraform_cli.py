@@ -202,8 +202,7 @@ def test_apply_timings_and_addresses() -> None:
         "aws_dynamodb_table.fp_events": 66.0,
         'aws_cloudwatch_metric_alarm.table_throttle["a b"]': 0.0,
     }
-    assert applied_addresses(APPLY_STDOUT) == [
-        "aws_dynamodb_table.fp_events",
+    assert applied_addresses(APPLY_STDOUT) == [  # a replace's two completions count once
         "aws_dynamodb_table.fp_events",
         'aws_cloudwatch_metric_alarm.table_throttle["a b"]',
     ]
@@ -664,7 +663,8 @@ def test_a_held_lock_is_reported_and_force_unlock_releases_it(
 ) -> None:
     # A plan that dies holding the lock: Terraform killed (with its provider) mid-plan.
     terraform = small_root.terraform()
-    assert terraform.state_serial() is not None  # init, and the workspace's empty state
+    terraform._prepare()  # init, and the workspace with its empty state
+    assert terraform.state_serial() is not None
     argv = terraform.commands(tmp_path / "dying.tfplan")["plan"]
     dying = subprocess.Popen(
         argv,
