@@ -39,9 +39,8 @@ def drift_detection(
     if replan.is_completed():
         planned = replan.result()
         region = (
-            planned.document.variables.get("region", {}).get("value")
-            or AwsClients(environment=env).region
-        )
+            planned.document.variables.get("region", {}).get("value") if planned.document else None
+        ) or AwsClients(environment=env).region
         results = [replan_result(env, None, planned.summary.headline())]
     else:
         region = AwsClients(environment=env).region

@@ -43,7 +43,8 @@ class PlanResult(BaseModel):
     sha256: str
     prior_serial: int | None = None
     prior_lineage: str | None = None
-    document: PlanDocument
+    #: ``terraform show -json`` of the plan; None only for a re-plan Terraform reported empty.
+    document: PlanDocument | None
     summary: PlanSummary
     #: The run's working copy of infra/terraform that Terraform planned.
     working_copy: str = ""

@@ -236,3 +236,30 @@ def summarize(
         not_provisionable=dict(not_provisionable or {}),
         resource_count=len(changes),
     )
+
+
+def unchanged_summary(
+    sha256: str, state: dict[str, Any], not_provisionable: dict[str, str] | None = None
+) -> PlanSummary:
+    """Pure: the summary of a re-plan Terraform reported empty (exit code 0, no ``show``).
+
+    Every managed instance of the state it was made against is unchanged.
+    """
+    instances = [
+        (resource["type"], instance)
+        for resource in state.get("resources", [])
+        if resource.get("mode") == "managed"
+        for instance in resource.get("instances", [])
+    ]
+    by_type: dict[str, Counter] = {}
+    for rtype, _ in instances:
+        by_type.setdefault(rtype, Counter())["no-op"] += 1
+    return PlanSummary(
+        sha256=sha256,
+        counts={"no-op": len(instances)} if instances else {},
+        by_type={t: dict(c) for t, c in sorted(by_type.items())},
+        destructive=[],
+        missing_expected=[],
+        not_provisionable=dict(not_provisionable or {}),
+        resource_count=len(instances),
+    )

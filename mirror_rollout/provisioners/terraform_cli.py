@@ -65,7 +65,12 @@ from mirror_rollout.provisioners.base import (
     StateLocked,
     verify_plan_file,
 )
-from mirror_rollout.provisioners.document import PlanDocument, sha256_file, summarize
+from mirror_rollout.provisioners.document import (
+    PlanDocument,
+    sha256_file,
+    summarize,
+    unchanged_summary,
+)
 from mirror_rollout.provisioners.sandbox_override import OVERRIDE_FILE, SandboxGap, excluded
 from mirror_rollout.provisioners.terraform_binary import cli_config, find_terraform, plugin_mirror
 
@@ -687,8 +692,28 @@ class TerraformCli:
         self.prior_state: dict[str, Any] = json.loads(pulled) if pulled.strip() else {}
         name = "re-plan" if replan else "plan"
         done = self._run(name, self.commands(plan_file)[name], echo=logging.INFO, ok_codes=(0, 2))
-        document, text = self._show(plan_file)
         sha = sha256_file(plan_file)
+        if replan and done.returncode == 0:
+            # Terraform itself says nothing would change: no document to review or list.
+            summary = unchanged_summary(sha, self.prior_state, excluded(self.gaps))
+            _log(logging.INFO, f"re-plan {plan_file.name} ({sha[:12]}…): {summary.headline()}")
+            return PlanResult(
+                provisioner=self.name,
+                environment=self.environment,
+                workspace=self.workspace,
+                plan_file=str(plan_file),
+                sha256=sha,
+                prior_serial=prior[0] if prior else None,
+                prior_lineage=prior[1] if prior else None,
+                document=None,
+                summary=summary,
+                working_copy=str(self.workdir),
+                override=self.override,
+                gaps=self.gaps,
+                exit_code=0,
+                seconds=dict(self.timings),
+            )
+        document, text = self._show(plan_file)
         json_path(plan_file).write_text(text)
         meta = PlanMeta(
             environment=self.environment,

@@ -84,10 +84,12 @@ def replan_is_noop(settings: RolloutSettings, out_dir: Path) -> PlanResult:
         Path(out_dir) / "replan", replan=True
     )
     if result.exit_code == 2 or result.summary.has_changes:
+        document = result.document
         changed = [
-            c.address
-            for c in result.document.managed_changes()
-            if c.action not in ("no-op", "read")
+            c.address for c in document.managed_changes() if c.action not in ("no-op", "read")
+        ]
+        changed += [
+            f"output.{k}" for k, c in document.output_changes.items() if c.action != "no-op"
         ]
         raise ReplanNotEmpty(
             f"the plan after apply is not empty: {', '.join(changed[:10])}",

@@ -19,7 +19,7 @@ from tasks.approval.form import (
 from tasks.plan.review import approval_description
 
 #: How often the paused flow looks for the reviewer's answer (approval-to-apply latency).
-POLL_SECONDS = 2
+POLL_SECONDS = 1
 
 
 def _record_final_message(text: str) -> None:
