@@ -83,6 +83,14 @@ def test_command_lines() -> None:
         ],
         "workspace select": ["terraform", "workspace", "select", "-no-color", "staging"],
         "workspace new": ["terraform", "workspace", "new", "-no-color", "staging"],
+        "workspace select or create": [
+            "terraform",
+            "workspace",
+            "select",
+            "-or-create",
+            "-no-color",
+            "staging",
+        ],
         "state pull": ["terraform", "state", "pull", "-no-color"],
         "plan": [
             "terraform",

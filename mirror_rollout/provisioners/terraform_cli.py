@@ -151,6 +151,14 @@ def command_lines(
         ],
         "workspace select": [binary, "workspace", "select", "-no-color", workspace],
         "workspace new": [binary, "workspace", "new", "-no-color", workspace],
+        "workspace select or create": [
+            binary,
+            "workspace",
+            "select",
+            "-or-create",
+            "-no-color",
+            workspace,
+        ],
         "state pull": [binary, "state", "pull", "-no-color"],
         "plan": [
             binary,
@@ -637,17 +645,16 @@ class TerraformCli:
             marker.write_text(fingerprint)
         selected_file = self.data_dir / "environment"  # where Terraform keeps the selection
         current = selected_file.read_text().strip() if selected_file.is_file() else "default"
-        if current != self.workspace:
+        if current != self.workspace and create_workspace:
+            self._run("workspace select or create", commands["workspace select or create"])
+        elif current != self.workspace:
             selected = self._run("workspace select", commands["workspace select"], check=False)
             if selected.returncode != 0:
-                if not create_workspace:
-                    raise NoWorkspace(
-                        f"{self.environment} has no Terraform state yet (no workspace "
-                        f"{self.workspace!r} in the backend)",
-                        f"plan and apply {self.environment} first (mirror-rollout rehearse)",
-                    )
-                _log(logging.INFO, f"workspace {self.workspace!r} does not exist yet; creating it")
-                self._run("workspace new", commands["workspace new"])
+                raise NoWorkspace(
+                    f"{self.environment} has no Terraform state yet (no workspace "
+                    f"{self.workspace!r} in the backend)",
+                    f"plan and apply {self.environment} first (mirror-rollout rehearse)",
+                )
         self._prepared = True
 
     def _state_header(self) -> tuple[int, str] | None:
