@@ -733,3 +733,57 @@ def test_inside_a_prefect_run_the_run_logger_gets_terraforms_lines(reviewed: Rev
     assert any(m.startswith("plan staging.tfplan (") for m in messages)
     # inside the run, the run's logger only (else Prefect's console would print each twice)
     assert reviewed.terraform_log_records == []
+
+
+# -- a lock the command itself left behind ------------------------------------------------
+LOCKED = (
+    "Error: Error acquiring the state lock\n"
+    "failed to lock s3 state: operation error DynamoDB: PutItem, https response error "
+    "StatusCode: 400, ConditionalCheckFailedException: The conditional request failed\n"
+    "Lock Info:\n  ID:        1f0c\n  Path:      b/env/staging/k\n  Operation: {op}\n"
+    "  Who:       {who}\n  Version:   1.11.4\n  Created:   {created} +0000 UTC\n  Info:\n"
+)
+
+
+def test_own_lock_only_for_this_commands_operation_owner_and_time() -> None:
+    from datetime import UTC, datetime
+
+    from mirror_rollout.provisioners.terraform_cli import own_lock
+
+    begun = datetime(2026, 11, 29, 10, 1, 57, tzinfo=UTC)
+    mine = LOCKED.format(op="OperationTypePlan", who="me@here", created="2026-11-29 10:01:58.287")
+    assert own_lock(mine, "plan", begun, "me@here") == "1f0c"
+    assert own_lock(mine, "apply", begun, "me@here") is None  # another operation
+    assert own_lock(mine, "plan", begun, "you@there") is None  # another owner
+    older = mine.replace("10:01:58.287", "10:01:50.000")
+    assert own_lock(older, "plan", begun, "me@here") is None  # held before we started
+    assert own_lock(mine.replace("ConditionalCheckFailed", "x"), "plan", begun, "me@here") is None
+
+
+def test_a_workspace_creation_blocked_by_its_own_lock_recovers(
+    sandbox, small_root: Root, tmp_path: Path
+) -> None:
+    """The stale lock a retried lock write leaves is removed, and the workspace is created."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    import boto3
+
+    from mirror_rollout.provisioners.terraform_cli import lock_owner
+
+    terraform = small_root.terraform("staging")
+    spec = small_root.backend
+    path = f"{spec.bucket}/{spec.state_key('staging')}"
+    # As Terraform writes it, dated just after the command starts (as the retried write was).
+    created = (datetime.now(UTC) + timedelta(seconds=3)).isoformat().replace("+00:00", "Z")
+    info = {"ID": "7e57-own-lock", "Operation": "init", "Info": "", "Who": lock_owner()}
+    info |= {"Version": "1.11.4", "Created": created, "Path": path}
+    table = boto3.client("dynamodb", region_name=spec.region)
+    table.put_item(
+        TableName=spec.lock_table,
+        Item={"LockID": {"S": path}, "Info": {"S": json.dumps(info)}},
+    )
+    planned = terraform.plan(tmp_path / "out")
+    assert planned.summary.has_changes
+    assert small_root.lock_items() == []
+    assert small_root.serial("staging") is not None

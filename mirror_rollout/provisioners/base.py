@@ -32,7 +32,9 @@ class ApplyInterrupted(RolloutError):
 
 
 class StateLocked(RolloutError):
-    """Another plan or apply holds the workspace's state lock."""
+    """Another plan or apply holds the workspace's state lock; ``output`` is Terraform's."""
+
+    output: str = ""
 
 
 class PlanResult(BaseModel):

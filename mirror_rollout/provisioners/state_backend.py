@@ -94,3 +94,24 @@ def bootstrap(session: Any, spec: BackendSpec, endpoint_url: str | None = None) 
         )
         created.append(f"dynamodb table {spec.lock_table}")
     return created
+
+
+def release_lock(spec: BackendSpec, workspace: str, lock_id: str, session: Any = None) -> None:
+    """Delete the lock item of ``workspace``'s state if, and only if, it is lock ``lock_id``.
+
+    What Terraform's unlock does (a conditional DeleteItem), for the one case its
+    force-unlock cannot reach: a workspace whose creation that lock blocked.
+    """
+    import boto3
+
+    from mirror_rollout.aws import retry_config
+
+    table = (session or boto3.session.Session()).client(
+        "dynamodb", region_name=spec.region, config=retry_config()
+    )
+    table.delete_item(
+        TableName=spec.lock_table,
+        Key={"LockID": {"S": f"{spec.bucket}/{spec.state_key(workspace)}"}},
+        ConditionExpression="contains(Info, :id)",
+        ExpressionAttributeValues={":id": {"S": lock_id}},
+    )

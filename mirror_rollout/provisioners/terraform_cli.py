@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,52 @@ def parse_apply_timings(stdout: str) -> dict[str, float]:
             address = match["address"]
             timings[address] = timings.get(address, 0.0) + parse_duration(match["duration"])
     return timings
+
+
+#: The lock operation each locking command writes into the lock's info.
+_LOCK_OPERATIONS = {
+    "workspace select or create": "init",
+    "workspace new": "init",
+    "plan": "OperationTypePlan",
+    "re-plan": "OperationTypePlan",
+    "apply": "OperationTypeApply",
+    "import": "OperationTypeApply",
+}
+
+
+#: Commands whose own stale lock :meth:`TerraformCli._run` removes (they change nothing else).
+RECOVERABLE_LOCKS = frozenset({"plan", "re-plan", "workspace select or create"})
+
+
+def lock_owner() -> str:
+    """``user@host`` as Terraform writes it into a lock's ``Who``."""
+    import getpass
+    import socket
+
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def own_lock(output: str, command: str, begun: datetime, owner: str) -> str | None:
+    """Pure: the id of the lock ``command`` failed against, if that command took it itself.
+
+    That is: Terraform's lock info names this command's operation and ``owner``, and
+    the lock was created after ``begun`` (when the command started).
+    """
+    info = {}
+    for line in output.replace("│", " ").splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and key in ("ID", "Operation", "Who", "Created"):
+            info[key] = value.strip()
+    if "ConditionalCheckFailed" not in output or not info.get("ID"):
+        return None
+    if info.get("Operation") != _LOCK_OPERATIONS.get(command) or info.get("Who") != owner:
+        return None
+    match = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))?", info.get("Created", ""))
+    if not match:
+        return None
+    created = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+    created += timedelta(microseconds=int((match[2] or "0")[:6].ljust(6, "0")))
+    return info["ID"] if created >= begun - timedelta(seconds=1) else None
 
 
 def applied_addresses(stdout: str) -> list[str]:
@@ -496,6 +543,49 @@ class TerraformCli:
         check: bool = True,
         ok_codes: tuple[int, ...] = (0,),
     ) -> Completed:
+        """:meth:`_run_once`, again once after removing a lock this very command left behind.
+
+        A lock write the SDK retried after its first attempt had landed fails against
+        the lock it just created, and that lock is never released (a known S3-backend
+        failure mode, seen here under load). Only for commands that change nothing but
+        the lock (plan, re-plan, creating the workspace), and only for a lock of this
+        command's operation, by this user and host, created after the command started.
+        """
+        begun = datetime.now(UTC)
+        try:
+            return self._run_once(name, argv, echo=echo, check=check, ok_codes=ok_codes)
+        except StateLocked as error:
+            locked = error
+            lock = own_lock(locked.output, name, begun, lock_owner())
+            if lock is None or name not in RECOVERABLE_LOCKS:
+                raise
+        _log(
+            logging.WARNING,
+            f"{self.tool} {name} failed against the lock {lock} it had itself just taken "
+            "(a retried lock write); removing that lock and running the command again",
+        )
+        if name == "workspace select or create":
+            # Terraform's force-unlock needs the workspace, which this lock kept from being
+            # created: release exactly that lock item, as Terraform's unlock would.
+            from mirror_rollout.provisioners.state_backend import read_backend, release_lock
+
+            spec = read_backend(self.source)
+            if spec is None:
+                raise locked
+            release_lock(spec, self.workspace, lock)
+        else:
+            self._run_once("force-unlock", self.commands(lock_id=lock)["force-unlock"])
+        return self._run_once(name, argv, echo=echo, check=check, ok_codes=ok_codes)
+
+    def _run_once(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        echo: int | None = logging.DEBUG,
+        check: bool = True,
+        ok_codes: tuple[int, ...] = (0,),
+    ) -> Completed:
         """Run one command; stdout lines are logged at ``echo`` (None: never, it holds state).
 
         With ``check``, an exit code outside ``ok_codes`` logs the one-line summary
@@ -569,7 +659,7 @@ class TerraformCli:
         if show_stdout and result.stdout.strip():
             output = f"{output}\n{result.stdout.rstrip()}".strip("\n")
         _log(logging.ERROR, f"{summary}\n{output}" if output else summary)
-        if "Error acquiring the state lock" in result.stderr:
+        if "Error acquiring the state lock" in result.stderr or "failed to lock" in result.stderr:
             lock_id = next(
                 (
                     m["id"]
@@ -578,11 +668,13 @@ class TerraformCli:
                 ),
                 "<ID>",
             )
-            raise StateLocked(
+            locked = StateLocked(
                 f"{summary} (workspace {self.workspace})",
                 "wait for the other plan/apply to finish; if it died, run "
                 f"`{self.force_unlock_command(lock_id)}`",
             )
+            locked.output = result.stderr + result.stdout
+            raise locked
         if result.name == "apply":
             self._interrupted(result, summary)
         fixes = {
