@@ -867,3 +867,31 @@ def test_cli_unknown_environment_is_one_clear_error():
     done = run_cli("guardrails", "--env", "prod")
     assert done.returncode == 2
     assert "unknown environment 'prod'" in done.stderr and "production, staging" in done.stderr
+
+
+def test_reading_hcl_from_several_threads_at_once_gives_the_same_values():
+    """Concurrent tasks read .tf at once; python-hcl2 shares one serialization context."""
+    import threading
+
+    from mirror_rollout import PROJECT_ROOT
+    from mirror_rollout.provisioners.sandbox_override import read_root
+    from tasks.guardrails.view import read_tfvars
+
+    tfvars = PROJECT_ROOT / "infra" / "terraform" / "staging.tfvars"
+    regions: list[str] = []
+
+    def read_tfvars_often() -> None:
+        regions.extend(read_tfvars(tfvars, PROJECT_ROOT).values["region"] for _ in range(100))
+
+    def read_roots_often() -> None:
+        for _ in range(10):
+            read_root(PROJECT_ROOT / "infra" / "terraform")
+
+    threads = [
+        threading.Thread(target=f) for f in (read_tfvars_often, read_roots_often, read_roots_often)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert regions == ["us-east-1"] * 100

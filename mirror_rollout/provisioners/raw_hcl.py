@@ -6,6 +6,7 @@ python-hcl2 8 keeps string literals and block labels with their quotes
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,27 @@ def unquote(value: Any) -> str:
     return text
 
 
+#: python-hcl2 8 serializes with one shared, mutable SerializationContext (a default
+#: argument its rules pass on implicitly): two threads serializing at once change each
+#: other's output (string quotes kept, for one). Every serialization here takes turns.
+_SERIALIZING = threading.Lock()
+
+
+def serialize(node: Any, options: Any = None) -> Any:
+    """``node.serialize(options)``, one thread at a time (see ``_SERIALIZING``)."""
+    from hcl2.utils import SerializationOptions
+
+    with _SERIALIZING:
+        return node.serialize(options or SerializationOptions())
+
+
 def load(path: Path) -> dict[str, Any]:
     """One file's raw structure; a syntax error is one ConfigError naming the file."""
     import hcl2
     from lark.exceptions import LarkError
 
     try:
-        with path.open(encoding="utf-8") as handle:
-            return hcl2.load(handle)
+        return serialize(hcl2.parses(path.read_text(encoding="utf-8")))
     except (LarkError, ValueError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(

@@ -39,12 +39,12 @@ def evaluate_line(selectors: list[str], results: list[CheckResult]) -> tuple[Sta
     passed = [r for r in found if r.status is Status.PASS]
     skipped = [r for r in found if r.status is Status.SKIPPED]
     if skipped and not passed:
-        return Status.SKIPPED, "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:400]
+        return Status.SKIPPED, "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:1500]
     detail = (
         f"{len(passed)} check(s) passed ({', '.join(sorted({r.check_id for r in passed}))[:200]})"
     )
     if skipped:
-        detail += "; skipped: " + "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:300]
+        detail += "; skipped: " + "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:1500]
         return Status.SKIPPED, detail
     warnings = [r for r in found if r.status is Status.FAIL]
     if warnings:

@@ -78,7 +78,7 @@ def gap_results(plan: PlanResult) -> list[CheckResult]:
             title="Not verifiable on the sandbox (moto gap)",
             status=Status.SKIPPED,
             subject=gap.address,
-            message=f"{gap.consequence}: {gap.moto_behaviour}",
+            message=f"{gap.address} {gap.consequence}: {gap.moto_behaviour}",
             evidence=[
                 Evidence(
                     source=f"{plan.working_copy}/sandbox_override.tf",

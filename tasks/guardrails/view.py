@@ -31,6 +31,7 @@ from lark.exceptions import LarkError, UnexpectedInput
 
 from mirror_rollout.environments import Environment, gcp_dir, terraform_dir
 from mirror_rollout.errors import ConfigError
+from mirror_rollout.provisioners.raw_hcl import serialize
 
 OPTIONS = SerializationOptions(
     with_comments=False,
@@ -72,12 +73,12 @@ def _line(node: Any) -> int:
 
 
 def _label(rule: Any) -> str:
-    return str(rule.serialize(OPTIONS))
+    return str(serialize(rule, OPTIONS))
 
 
 def _serialize(node: Any, shown: str) -> Any:
     try:
-        return node.serialize(OPTIONS)
+        return serialize(node, OPTIONS)
     except Exception as exc:  # python-hcl2 cannot represent some expression
         raise ConfigError(
             f"{shown}:{_line(node)}: cannot read this expression ({type(exc).__name__}: {exc})",
