@@ -49,6 +49,32 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: starts its own sandbox servers (runs by default)")
 
 
+#: The files that run whole rollouts with Terraform, longest first (measured): handed out
+#: first, the two workers of `make test` finish at about the same time.
+LONGEST_FIRST = (
+    "test_rollout_flow.py",
+    "test_scripts.py",
+    "test_faults.py",
+    "test_terraform_faults.py",
+    "test_concurrency.py",
+    "test_drift.py",
+    "test_bad_input.py",
+    "test_nonce.py",
+    "test_terraform_fidelity.py",
+    "test_deployments.py",
+    "test_nonce_ownership.py",
+    "test_terraform_cli.py",
+    "test_browser_approval.py",
+    "test_github_secrets.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first (stable otherwise): `--dist loadfile` hands them out in this order."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture
 def fresh_sandbox_config(tmp_path: Path) -> sb.SandboxConfig:
     """A config of an own sandbox (free ports, temp state dir), not yet started."""
