@@ -60,8 +60,8 @@ def test_guardrails_import_no_hcl_evaluator_nor_sandbox_engine():
         "import tasks.guardrails.task, tasks.guardrails.checks, tasks.guardrails.plan_checks\n"
         "from tasks.guardrails.checks import evaluate_guardrails\n"
         "evaluate_guardrails('staging')\n"
-        "print(sorted(m for m in sys.modules if m.startswith("
-        "('mirror_rollout.hcl', 'mirror_rollout.provisioners.sandbox'))))\n"
+        "gone = ('mirror_rollout.hcl', 'mirror_rollout.provisioners.sandbox')\n"
+        "print(sorted(m for m in sys.modules if m in gone or m.startswith(tuple(g + '.' for g in gone))))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PROJECT_ROOT
@@ -69,7 +69,7 @@ def test_guardrails_import_no_hcl_evaluator_nor_sandbox_engine():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     sources = " ".join(p.read_text() for p in (PROJECT_ROOT / "tasks" / "guardrails").glob("*.py"))
-    assert "mirror_rollout.hcl" not in sources and "provisioners.sandbox" not in sources
+    assert "mirror_rollout.hcl" not in sources and "provisioners.sandbox." not in sources
 
 
 # -- static: one broken invariant at a time -------------------------------------------

@@ -276,8 +276,11 @@ _LOCK_OPERATIONS = {
 }
 
 
-#: Commands whose own stale lock :meth:`TerraformCli._run` removes (they change nothing else).
-RECOVERABLE_LOCKS = frozenset({"plan", "re-plan", "workspace select or create"})
+#: Commands whose own stale lock :meth:`TerraformCli._run` removes: a command that failed
+#: to take its lock changed nothing. (Applies run inside a rollout, which holds the
+#: environment's slot, so no other apply of this environment can own a lock taken here
+#: after this one started.)
+RECOVERABLE_LOCKS = frozenset({"plan", "re-plan", "workspace select or create", "apply"})
 
 
 def lock_owner() -> str:
@@ -547,9 +550,10 @@ class TerraformCli:
 
         A lock write the SDK retried after its first attempt had landed fails against
         the lock it just created, and that lock is never released (a known S3-backend
-        failure mode, seen here under load). Only for commands that change nothing but
-        the lock (plan, re-plan, creating the workspace), and only for a lock of this
-        command's operation, by this user and host, created after the command started.
+        failure mode, seen here under load: moto logs the first PutItem answered 200 and
+        a second one, a second later, 400). Only for RECOVERABLE_LOCKS, and only for a
+        lock of this command's operation, by this user and host, created after the
+        command started.
         """
         begun = datetime.now(UTC)
         try:
