@@ -311,7 +311,8 @@ def own_lock(output: str, command: str, begun: datetime, owner: str) -> str | No
         return None
     created = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
     created += timedelta(microseconds=int((match[2] or "0")[:6].ljust(6, "0")))
-    return info["ID"] if created >= begun - timedelta(seconds=1) else None
+    # Same machine, same clock: a lock dated before the command began is someone else's.
+    return info["ID"] if created >= begun else None
 
 
 def applied_addresses(stdout: str) -> list[str]:
