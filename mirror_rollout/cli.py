@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -226,6 +227,20 @@ def _backend_ready(backend: str) -> None:
             ) from None
 
 
+@contextlib.contextmanager
+def _terraform_of(env: str, root: Path | None, backend: str):
+    """Terraform for one environment in a throw-away working copy (state is in the backend)."""
+    import tempfile
+
+    from mirror_rollout.provisioners import terraform_for
+    from mirror_rollout.settings import validate_settings
+
+    settings = validate_settings(environment=env, backend=backend, root=root)
+    _backend_ready(backend)
+    with tempfile.TemporaryDirectory(prefix="mirror-rollout-") as work:
+        yield terraform_for(settings.environment, backend, settings.root, Path(work))
+
+
 @app.command("plan")
 def plan_cmd(
     env: EnvOption = "staging",
@@ -276,15 +291,7 @@ def force_unlock(
     backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
 ) -> None:
     """Remove a state lock left by a plan or apply that died (Terraform's own force-unlock)."""
-    import tempfile
-
-    from mirror_rollout.provisioners import terraform_for
-    from mirror_rollout.settings import validate_settings
-
-    settings = validate_settings(environment=env, backend=backend, root=root)
-    _backend_ready(backend)
-    with tempfile.TemporaryDirectory(prefix="mirror-rollout-unlock-") as work:
-        terraform = terraform_for(settings.environment, backend, settings.root, Path(work))
+    with _terraform_of(env, root, backend) as terraform:
         terraform.force_unlock(lock_id)
     console.print(f"removed lock {lock_id} of the {env} state")
 
@@ -302,15 +309,7 @@ def adopt(
     backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
 ) -> None:
     """Adopt a resource that exists in AWS but not in state (Terraform's own `terraform import`)."""
-    import tempfile
-
-    from mirror_rollout.provisioners import terraform_for
-    from mirror_rollout.settings import validate_settings
-
-    settings = validate_settings(environment=env, backend=backend, root=root)
-    _backend_ready(backend)
-    with tempfile.TemporaryDirectory(prefix="mirror-rollout-adopt-") as work:
-        terraform = terraform_for(settings.environment, backend, settings.root, Path(work))
+    with _terraform_of(env, root, backend) as terraform:
         terraform.import_resource(address, resource_id)
     console.print(f"adopted {resource_id} as {address} in the {env} state; run the rollout again")
 

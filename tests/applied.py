@@ -21,11 +21,11 @@ def apply_environment(env: str, work_dir: Path, root: Path | None = None) -> App
     return terraform.apply(Path(planned.plan_file), planned.sha256)
 
 
-def state_document(env: str) -> dict[str, Any] | None:
+def state_document(env: str, spec: BackendSpec | None = None) -> dict[str, Any] | None:
     """The workspace's state object in moto's S3 (what the S3 backend stored), None if absent."""
     import boto3
 
-    spec = BackendSpec()
+    spec = spec or BackendSpec()
     s3 = boto3.client("s3", region_name=spec.region)
     try:
         body = s3.get_object(Bucket=spec.bucket, Key=spec.state_key(env))["Body"].read()
@@ -34,8 +34,8 @@ def state_document(env: str) -> dict[str, Any] | None:
     return json.loads(body)
 
 
-def state_serial(env: str) -> int | None:
-    state = state_document(env)
+def state_serial(env: str, spec: BackendSpec | None = None) -> int | None:
+    state = state_document(env, spec)
     return None if state is None else int(state["serial"])
 
 

@@ -11,7 +11,6 @@ order they run in, even on a reused sandbox.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
@@ -25,6 +24,7 @@ from mirror_rollout import sandbox as sb
 from mirror_rollout.provisioners import terraform_for
 from mirror_rollout.provisioners.state_backend import BackendSpec, read_backend
 from mirror_rollout.provisioners.terraform_cli import TerraformCli
+from tests.applied import state_document, state_serial
 
 ROOTS = Path(__file__).parent / "fixtures" / "roots"
 
@@ -80,19 +80,10 @@ class Root:
         return spec
 
     def state(self, env: str = "staging") -> dict[str, Any] | None:
-        import boto3
-
-        spec = self.backend
-        s3 = boto3.client("s3", region_name=spec.region)
-        try:
-            body = s3.get_object(Bucket=spec.bucket, Key=spec.state_key(env))["Body"].read()
-        except s3.exceptions.NoSuchKey:
-            return None
-        return json.loads(body)
+        return state_document(env, self.backend)
 
     def serial(self, env: str = "staging") -> int | None:
-        state = self.state(env)
-        return None if state is None else int(state["serial"])
+        return state_serial(env, self.backend)
 
     def lock_items(self) -> list[dict[str, Any]]:
         """Items of the lock table that hold a lock on this copy's state (not digests)."""

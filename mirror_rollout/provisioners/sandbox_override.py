@@ -256,7 +256,11 @@ def render_override(
     gaps: Iterable[MotoGap] = MOTO_GAPS,
 ) -> str:
     """The text of ``sandbox_override.tf`` for ``root`` on the moto server at ``endpoint``."""
-    if not endpoint.startswith(("http://127.", "http://localhost", "http://[::1]")):
+    from urllib.parse import urlparse
+
+    from mirror_rollout.aws import LOOPBACK
+
+    if urlparse(endpoint).hostname not in LOOPBACK:
         raise ConfigError(
             f"the sandbox override needs a loopback moto endpoint, not {endpoint!r}",
             "run `mirror-rollout sandbox up` and use the AWS_ENDPOINT_URL it exports",

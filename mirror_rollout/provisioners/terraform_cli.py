@@ -538,16 +538,8 @@ class TerraformCli:
             env["TF_CLI_CONFIG_FILE"] = str(self.workdir / ".terraformrc")
         return env
 
-    def _run(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        echo: int | None = logging.DEBUG,
-        check: bool = True,
-        ok_codes: tuple[int, ...] = (0,),
-    ) -> Completed:
-        """:meth:`_run_once`, again once after removing a lock this very command left behind.
+    def _run(self, name: str, argv: list[str], **options: Any) -> Completed:
+        """:meth:`_run_once` (same options), again once after removing a lock this very command left behind.
 
         A lock write the SDK retried after its first attempt had landed fails against
         the lock it just created, and that lock is never released (a known S3-backend
@@ -558,7 +550,7 @@ class TerraformCli:
         """
         begun = datetime.now(UTC)
         try:
-            return self._run_once(name, argv, echo=echo, check=check, ok_codes=ok_codes)
+            return self._run_once(name, argv, **options)
         except StateLocked as error:
             locked = error
             lock = own_lock(locked.output, name, begun, lock_owner())
@@ -580,7 +572,7 @@ class TerraformCli:
             release_lock(spec, self.workspace, lock)
         else:
             self._run_once("force-unlock", self.commands(lock_id=lock)["force-unlock"])
-        return self._run_once(name, argv, echo=echo, check=check, ok_codes=ok_codes)
+        return self._run_once(name, argv, **options)
 
     def _run_once(
         self,

@@ -110,11 +110,14 @@ def replan_results(replan: PlanResult) -> list[CheckResult]:
         CheckResult(
             check_id="REPLAN-001",
             title="Re-plan after apply is a no-op",
-            status=Status.FAIL if s.has_changes else Status.PASS,
+            status=Status.FAIL if s.has_changes or replan.exit_code != 0 else Status.PASS,
             subject=f"{s.resource_count} resources",
             message=s.headline(),
             evidence=[
-                Evidence(source=f"re-plan {replan.plan_file}", observed={"counts": s.counts})
+                Evidence(
+                    source=f"re-plan {replan.plan_file} (terraform plan -detailed-exitcode)",
+                    observed={"counts": s.counts, "exit_code": replan.exit_code},
+                )
             ],
         )
     ]

@@ -32,6 +32,7 @@ from lark.exceptions import LarkError, UnexpectedInput
 from mirror_rollout.environments import Environment, gcp_dir, terraform_dir
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.provisioners.raw_hcl import serialize
+from tasks.guardrails.common import strings
 
 OPTIONS = SerializationOptions(
     with_comments=False,
@@ -386,7 +387,7 @@ class ModuleView:
     def references(self, value: Any, depth: int = 0) -> set[str]:
         """Resource addresses ``value`` names in its expressions, also through locals."""
         found: set[str] = set()
-        for text in _strings(value):
+        for text in strings(value):
             for part in interpolations(text):
                 found |= {m["address"] for m in _ADDRESS.finditer(part)}
                 if depth < 10:
@@ -398,17 +399,6 @@ class ModuleView:
 
     def refers_to(self, value: Any, *addresses: str) -> bool:
         return bool(self.references(value) & set(addresses))
-
-
-def _strings(value: Any):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 @dataclass

@@ -141,6 +141,20 @@ def read_nonce_state(environment: str, region: str) -> NonceState:
 
 
 # -- bootstrap --------------------------------------------------------------------
+def _no_first_version(env: str, message: str, evidence: Evidence) -> list[CheckResult]:
+    """Bootstrap ended without a nonce version: the one FAIL saying why."""
+    return [
+        CheckResult(
+            check_id="NONCE-001",
+            title="Nonce parameter exists as a SecureString",
+            status=Status.FAIL,
+            subject=parameter_prefix(env) + "1",
+            message=message,
+            evidence=[evidence],
+        )
+    ]
+
+
 def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
     """Create v1 (project CMK) when no version exists, else change nothing; check the current one.
 
@@ -154,21 +168,14 @@ def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
     source = f"ssm:DescribeParameters {parameter_prefix(env)}* ({aws.region})"
     decision = decide_bootstrap(state, project, aws.region)
     if decision.action is Action.REFUSE:
-        return [
-            CheckResult(
-                check_id="NONCE-001",
-                title="Nonce parameter exists as a SecureString",
-                status=Status.FAIL,
-                subject=parameter_prefix(env) + "1",
-                message=f"{decision.reason}; nothing was created — {decision.fix}",
-                evidence=[
-                    Evidence(
-                        source=f"{source}; kms:DescribeKey {alias}",
-                        observed={"live_versions": state.live, "project_key_arn": project},
-                    )
-                ],
-            )
-        ]
+        return _no_first_version(
+            env,
+            f"{decision.reason}; nothing was created — {decision.fix}",
+            Evidence(
+                source=f"{source}; kms:DescribeKey {alias}",
+                observed={"live_versions": state.live, "project_key_arn": project},
+            ),
+        )
     outcome = "already present: nothing created or changed"
     if decision.action is Action.PROCEED:
         assert project is not None  # decide_bootstrap refuses without it
@@ -178,17 +185,12 @@ def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
         _logger().info("Nonce bootstrap of %s: %s", env, decision.reason)
     current = state.current
     if current is None:
-        return [
-            CheckResult(
-                check_id="NONCE-001",
-                title="Nonce parameter exists as a SecureString",
-                status=Status.FAIL,
-                subject=parameter_prefix(env) + "1",
-                message=f"v1 is not visible in SSM ({aws.region}) after it was created — "
-                "run the bootstrap again; it creates v1 only while no version exists",
-                evidence=[Evidence(source=source, observed={"live_versions": state.live})],
-            )
-        ]
+        return _no_first_version(
+            env,
+            f"v1 is not visible in SSM ({aws.region}) after it was created — "
+            "run the bootstrap again; it creates v1 only while no version exists",
+            Evidence(source=source, observed={"live_versions": state.live}),
+        )
     parameter = _check_parameter(env, aws, state, current, source, project)
     if parameter[0].blocking or parameter[1].blocking:
         skipped = CheckResult(
