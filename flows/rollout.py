@@ -6,6 +6,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.common import start_run
 from mirror_rollout import contract
@@ -29,7 +30,7 @@ from tasks.checklist.stages import (
 )
 from tasks.checklist.task import production_checklist
 from tasks.dashboard.task import dashboard
-from tasks.drift.task import record_baseline
+from tasks.drift.task import capture_snapshot, record_baseline
 from tasks.e2e.task import e2e_cycle
 from tasks.expectations.records import alarm_records, pitr_records
 from tasks.expectations.runner import warm_up as warm_up_expectations
@@ -66,7 +67,16 @@ def _collect(futures: dict[str, object]) -> dict[str, list[CheckResult]]:
     return collected
 
 
-@flow(name="infra-rollout", log_prints=True)
+#: After apply, the re-plan, eight validations and the drift snapshot wait mostly on
+#: HTTP and on Terraform: all of them at once (the default pool, cores + 4, queues some).
+POST_APPLY_WORKERS = 16
+
+
+@flow(
+    name="infra-rollout",
+    log_prints=True,
+    task_runner=ThreadPoolTaskRunner(max_workers=POST_APPLY_WORKERS),
+)
 def infra_rollout(
     environment: str = "staging",
     backend: str = "sandbox",
@@ -189,6 +199,9 @@ def _rollout(
             env, settings.backend, project=gcp_project, kms_key_name=gcp_kms_key
         )
     validations = _collect(futures)
+    # What drift detection will compare with, read now (the validations changed what they
+    # change) beside the E2E and the re-plan; stored below only if the checklist passes.
+    snapshotting = capture_snapshot.submit(env, region)
 
     # Days 23-24: the Oracle's data-plane cycle against the verified environment.
     e2e = e2e_cycle(
@@ -226,9 +239,12 @@ def _rollout(
 
     header = _header(settings, planned)
     verdict = overall(results)
+    snapshotting.wait()
     if verdict is not Status.FAIL:
-        # Drift detection compares the live environment with this snapshot from now on.
-        baseline = record_baseline(env, region, return_state=True)
+        # Drift detection compares the live environment with this snapshot from now on
+        # (read again here if reading it beside the re-plan failed).
+        snapshot = snapshotting.state.result() if snapshotting.state.is_completed() else None
+        baseline = record_baseline(env, region, snapshot, return_state=True)
         if baseline.is_completed():
             results.append(baseline_result(baseline.result()))
         else:

@@ -14,9 +14,9 @@ from mirror_rollout.errors import ConfigError
 
 @cache
 def known_regions() -> frozenset[str]:
-    import boto3
+    from mirror_rollout.aws import new_session
 
-    session = boto3.session.Session()
+    session = new_session()
     return frozenset(
         region
         for partition in session.get_available_partitions()

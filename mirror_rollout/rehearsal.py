@@ -62,7 +62,7 @@ def _watch(watch: Watch) -> None:
             while not watch.stop.is_set():
                 run = _find_run(client, watch.tag)
                 if run is None:
-                    time.sleep(watch.poll_seconds)
+                    watch.stop.wait(watch.poll_seconds)
                     continue
                 if watch.flow_run_id is None:
                     watch.flow_run_id = str(run.id)
@@ -102,7 +102,8 @@ def _watch(watch: Watch) -> None:
                     watch.paused_at = None
                 if state is not None and state.is_final():
                     return
-                time.sleep(watch.poll_seconds)
+                # Woken at once when the flow returns, so the caller does not wait a poll.
+                watch.stop.wait(watch.poll_seconds)
     except BaseException as exc:  # reported by the caller once the flow ends
         watch.error = exc
 

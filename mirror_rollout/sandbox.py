@@ -658,14 +658,11 @@ def up(config: SandboxConfig) -> list[ServerStatus]:
 
 def bootstrap_state_backend(config: SandboxConfig) -> list[str]:
     """Terraform's state bucket and lock table on moto, as the production runbook makes them once."""
-    import boto3
-
+    from mirror_rollout.aws import new_session
     from mirror_rollout.provisioners.state_backend import BackendSpec, bootstrap
 
     key_id, secret = credentials(config)
-    session = boto3.session.Session(
-        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=config.region
-    )
+    session = new_session(config.region, aws_access_key_id=key_id, aws_secret_access_key=secret)
     return bootstrap(session, BackendSpec(), endpoint_url=config.url("moto"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,146 @@ def state_addresses(env: str) -> set[str]:
             key = instance.get("index_key")
             found.add(base if key is None else f"{base}[{json.dumps(key)}]")
     return found
+
+
+# -- one applied staging, shared by the test modules that only need one to exist --------------
+#: The modules that share it. `make test`'s scheduler (tests/conftest.py) hands them to one
+#: worker together, so the environment one applies is there for the next.
+SHARED_STAGING_MODULES = (
+    "test_alarm_probe.py",
+    "test_dashboard.py",
+    "test_drift.py",
+    "test_e2e.py",
+    "test_pitr.py",
+)
+ENV = "staging"
+
+
+@dataclass
+class _Shared:
+    """What this worker applied last, and at which moto reset."""
+
+    resets: int = 0
+    applied_at: int = -1
+    work: Path | None = None
+    result: ApplyResult | None = None
+    alarm_states: dict[str, str] = field(default_factory=dict)
+
+
+SHARED = _Shared()
+
+
+def moto_was_reset() -> None:
+    """Called by every moto reset of this worker: what it held is gone."""
+    SHARED.resets += 1
+
+
+def shared_staging(work_dir: Path) -> ApplyResult:
+    """Staging as a fresh apply leaves it: applied once per worker, then given back.
+
+    The first module applies it (after a moto reset). A later one, when nothing reset moto
+    in between, gets it back as a fresh apply would leave it: what earlier tests added is
+    removed (project resources state does not track, table items, nonce versions, bucket
+    objects, probe queues and subscriptions, alarm states), and Terraform puts back what
+    they changed or deleted (a refreshing plan, applied when it is not empty). Tests that
+    need an apply of their own (a changed root, a fault, a rollout) do not come here.
+    """
+    from tests.conftest import reset_moto
+
+    if SHARED.applied_at == SHARED.resets and SHARED.work is not None:
+        _remove_what_tests_added()
+        terraform = terraform_for(ENV, "sandbox", PROJECT_ROOT, SHARED.work / "terraform")
+        converge = terraform.plan(Path(work_dir) / "converge", replan=True)
+        if converge.exit_code == 2:
+            terraform.apply(Path(converge.plan_file), converge.sha256)
+        _put_alarm_states(SHARED.alarm_states)
+        outputs = terraform.outputs()
+        return SHARED.result.model_copy(update={"outputs": outputs})
+    reset_moto()
+    SHARED.work = Path(work_dir)
+    SHARED.result = apply_environment(ENV, SHARED.work)
+    SHARED.applied_at = SHARED.resets
+    SHARED.alarm_states = _alarm_states()
+    return SHARED.result
+
+
+def _client(service: str):
+    import boto3
+
+    return boto3.client(service, region_name="us-east-1")
+
+
+def _alarm_states() -> dict[str, str]:
+    alarms = _client("cloudwatch").describe_alarms(AlarmNamePrefix=f"mirror-dissonance-{ENV}-")
+    return {a["AlarmName"]: a["StateValue"] for a in alarms["MetricAlarms"]}
+
+
+def _put_alarm_states(states: dict[str, str]) -> None:
+    cloudwatch = _client("cloudwatch")
+    for name, state in _alarm_states().items():
+        if name not in states:
+            cloudwatch.delete_alarms(AlarmNames=[name])  # a test's extra alarm
+        elif state != states[name]:
+            cloudwatch.set_alarm_state(
+                AlarmName=name, StateValue=states[name], StateReason="shared staging restored"
+            )
+
+
+def _tracked(resource_type: str) -> set[str]:
+    """The ids state tracks for ``resource_type``."""
+    state = state_document(ENV) or {}
+    return {
+        instance["attributes"].get("id")
+        for resource in state.get("resources", [])
+        if resource.get("mode") == "managed" and resource["type"] == resource_type
+        for instance in resource.get("instances", [])
+    }
+
+
+def _remove_what_tests_added() -> None:
+    prefix = f"mirror-dissonance-{ENV}-"
+    tables = _tracked("aws_dynamodb_table")
+    dynamodb = _client("dynamodb")
+    for name in dynamodb.list_tables()["TableNames"]:
+        if not name.startswith(prefix):
+            continue
+        if name not in tables:
+            dynamodb.delete_table(TableName=name)
+            continue
+        keys = [
+            k["AttributeName"]
+            for k in dynamodb.describe_table(TableName=name)["Table"]["KeySchema"]
+        ]
+        for page in dynamodb.get_paginator("scan").paginate(TableName=name):
+            for item in page["Items"]:
+                dynamodb.delete_item(TableName=name, Key={k: item[k] for k in keys})
+    ssm = _client("ssm")
+    parameters = _tracked("aws_ssm_parameter")
+    for page in ssm.get_paginator("describe_parameters").paginate():
+        for parameter in page["Parameters"]:
+            if (
+                parameter["Name"].startswith(f"/guardian/{ENV}/")
+                and parameter["Name"] not in parameters
+            ):
+                ssm.delete_parameter(Name=parameter["Name"])
+    s3 = _client("s3")
+    for bucket in _tracked("aws_s3_bucket"):
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
+                s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+    sqs = _client("sqs")
+    for url in sqs.list_queues().get("QueueUrls", []):
+        sqs.delete_queue(QueueUrl=url)
+    sns = _client("sns")
+    subscriptions = _tracked("aws_sns_topic_subscription")
+    topics = _tracked("aws_sns_topic")
+    for page in sns.get_paginator("list_subscriptions").paginate():
+        for subscription in page["Subscriptions"]:
+            arn = subscription["SubscriptionArn"]
+            if arn.startswith("arn:") and arn not in subscriptions:
+                sns.unsubscribe(SubscriptionArn=arn)
+    for page in sns.get_paginator("list_topics").paginate():
+        for topic in page["Topics"]:
+            arn = topic["TopicArn"]
+            if arn.rsplit(":", 1)[-1].startswith(prefix) and arn not in topics:
+                sns.delete_topic(TopicArn=arn)

@@ -14,9 +14,8 @@ from mirror_rollout.results import Evidence, Severity, Status
 from tasks.alarms import checks as c
 from tasks.alarms.probe import PROBE_QUEUE_PREFIX, queue_policy
 from tasks.alarms.task import alarm_probe, probe_alarms
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 
@@ -215,14 +214,9 @@ def test_queue_policy_admits_only_the_topic():
 
 
 # -- against the sandbox --------------------------------------------------------------------
-def deploy_staging(out) -> dict:
-    reset_moto()
-    return apply_environment(ENV, out).outputs
-
-
 @pytest.fixture(scope="module")
 def staging(prefect_api, tmp_path_factory):
-    return deploy_staging(tmp_path_factory.mktemp("plan"))
+    return shared_staging(tmp_path_factory.mktemp("plan")).outputs
 
 
 def region() -> str:

@@ -14,9 +14,8 @@ from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
 from tasks.dashboard.checks import check_dashboard, search_tables
 from tasks.dashboard.task import dashboard, verify_dashboard
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 
@@ -146,8 +145,7 @@ def test_alarm_widget():
 # -- against the sandbox --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def staging(prefect_api, tmp_path_factory):
-    reset_moto()
-    return apply_environment(ENV, tmp_path_factory.mktemp("plan")).outputs
+    return shared_staging(tmp_path_factory.mktemp("plan")).outputs
 
 
 @pytest.fixture

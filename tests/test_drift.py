@@ -23,9 +23,8 @@ from tasks.drift.snapshot import (
     trust_attributes,
 )
 from tasks.drift.task import compare_live, record_baseline
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 
 # ``.fn`` calls publish their artifact outside a run, which Prefect 3 warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
@@ -149,8 +148,7 @@ def region() -> str:
 @pytest.fixture(scope="module")
 def staging(prefect_api, tmp_path_factory):
     """Staging applied by the sandbox engine and its baseline recorded, as a rollout leaves it."""
-    reset_moto()
-    applied = apply_environment(ENV, tmp_path_factory.mktemp("plan"))
+    applied = shared_staging(tmp_path_factory.mktemp("plan"))
     stored = record_baseline.fn(ENV, region())
     return applied, stored
 

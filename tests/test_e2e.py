@@ -18,9 +18,8 @@ from mirror_rollout.results import Status
 from tasks.e2e import checks
 from tasks.e2e.github import latest_run
 from tasks.e2e.oracle import OracleClient
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 from tests.local_http import JsonHandler
 
 ENV = "staging"
@@ -119,8 +118,7 @@ def staging(sandbox, prefect_api, tmp_path_factory):
     """Staging applied with the sandbox engine and its nonce bootstrapped, once."""
     from tasks.nonce.task import nonce_bootstrap
 
-    reset_moto()
-    applied = apply_environment(ENV, tmp_path_factory.mktemp("e2e-plan"))
+    applied = shared_staging(tmp_path_factory.mktemp("e2e-plan"))
     nonce_bootstrap.fn(ENV, REGION)
     return applied.outputs
 

@@ -20,9 +20,8 @@ from tasks.pitr.checks import (
     pitr_description,
 )
 from tasks.pitr.task import pitr, verify_pitr
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 
 DESCRIBE = "dynamodb.DescribeContinuousBackups"
 UPDATE = "dynamodb.UpdateContinuousBackups"
@@ -101,8 +100,7 @@ def test_judge():
 @pytest.fixture(scope="module")
 def staging(prefect_api, tmp_path_factory):
     """Staging applied on the sandbox; Prefect at the sandbox server (artifacts of ``.fn`` calls)."""
-    reset_moto()
-    return apply_environment("staging", tmp_path_factory.mktemp("plan"))
+    return shared_staging(tmp_path_factory.mktemp("plan"))
 
 
 def region() -> str:

@@ -23,26 +23,31 @@ def sandbox_role_arn(environment: Environment) -> str | None:
 
 
 def terraform_for(
-    environment: Environment, backend: str, root: Path, work_dir: Path
+    environment: Environment,
+    backend: str,
+    root: Path,
+    work_dir: Path,
+    *,
+    bootstrap_state: bool = True,
 ) -> TerraformCli:
     """Terraform for ``environment`` in a working copy at ``work_dir`` (created or refreshed).
 
     ``backend`` "sandbox" reads the moto endpoint from AWS_ENDPOINT_URL (already
-    checked to be loopback), makes sure the state bucket and lock table exist there,
+    checked to be loopback), makes sure the state bucket and lock table exist there
+    (unless ``bootstrap_state`` is False: a later step of a run whose plan did it),
     and writes the override; "aws" runs Terraform exactly as an operator would.
     """
     if backend != "sandbox":
         return TerraformCli(environment, root=root, work_dir=work_dir, backend=backend)
-    import boto3
-
+    from mirror_rollout.aws import new_session
     from mirror_rollout.provisioners import sandbox_override as so
     from mirror_rollout.provisioners.state_backend import bootstrap, read_backend
 
     source = terraform_dir(root)
     endpoint = os.environ["AWS_ENDPOINT_URL"]
     spec = read_backend(source)
-    if spec is not None:
-        bootstrap(boto3.session.Session(), spec)
+    if spec is not None and bootstrap_state:
+        bootstrap(new_session(), spec)
     raw = so.read_root(source)
     return TerraformCli(
         environment,
@@ -55,6 +60,16 @@ def terraform_for(
     )
 
 
-def make_provisioner(settings, work_dir: Path) -> TerraformCli:
-    """Terraform for a rollout's settings (environment, backend, root)."""
-    return terraform_for(settings.environment, settings.backend, settings.root, work_dir)
+def make_provisioner(settings, work_dir: Path, *, first_step: bool = False) -> TerraformCli:
+    """Terraform for a rollout's settings (environment, backend, root).
+
+    Only a run's ``first_step`` (its plan) bootstraps the sandbox's state backend; the
+    steps after it find the bucket and lock table that plan used.
+    """
+    return terraform_for(
+        settings.environment,
+        settings.backend,
+        settings.root,
+        work_dir,
+        bootstrap_state=first_step,
+    )

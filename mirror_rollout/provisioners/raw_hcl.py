@@ -6,6 +6,8 @@ python-hcl2 8 keeps string literals and block labels with their quotes
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -36,13 +38,27 @@ def serialize(node: Any, options: Any = None) -> Any:
         return node.serialize(options or SerializationOptions())
 
 
+#: Parsed files by the sha256 of their text: every step of a run reads the same root,
+#: and parsing is most of what reading it costs. Callers get a copy of their own.
+_PARSED: dict[str, dict[str, Any]] = {}
+_PARSED_MAX = 256
+
+
 def load(path: Path) -> dict[str, Any]:
     """One file's raw structure; a syntax error is one ConfigError naming the file."""
     import hcl2
     from lark.exceptions import LarkError
 
     try:
-        return serialize(hcl2.parses(path.read_text(encoding="utf-8")))
+        text = path.read_text(encoding="utf-8")
+        key = hashlib.sha256(text.encode()).hexdigest()
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            parsed = serialize(hcl2.parses(text))
+            if len(_PARSED) >= _PARSED_MAX:
+                _PARSED.clear()
+            _PARSED[key] = parsed
+        return copy.deepcopy(parsed)
     except (LarkError, ValueError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(

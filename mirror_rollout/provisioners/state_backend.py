@@ -102,11 +102,9 @@ def release_lock(spec: BackendSpec, workspace: str, lock_id: str, session: Any =
     What Terraform's unlock does (a conditional DeleteItem), for the one case its
     force-unlock cannot reach: a workspace whose creation that lock blocked.
     """
-    import boto3
+    from mirror_rollout.aws import new_session, retry_config
 
-    from mirror_rollout.aws import retry_config
-
-    table = (session or boto3.session.Session()).client(
+    table = (session or new_session()).client(
         "dynamodb", region_name=spec.region, config=retry_config()
     )
     table.delete_item(

@@ -18,8 +18,11 @@ from tasks.approval.form import (
 )
 from tasks.plan.review import approval_description
 
-#: How often the paused flow looks for the reviewer's answer (approval-to-apply latency).
-POLL_SECONDS = 1
+#: How often the paused flow looks for the reviewer's answer (approval-to-apply latency):
+#: each look is one read of the run; on the local sandbox server four a second cost
+#: nothing, against a shared or hosted API once a second is enough for a person.
+POLL_SECONDS = {"sandbox": 0.25}
+DEFAULT_POLL_SECONDS = 1.0
 
 
 def _record_final_message(text: str) -> None:
@@ -52,7 +55,7 @@ def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> l
             form = pause_flow_run(
                 wait_for_input=form_type,
                 timeout=timeout_seconds,
-                poll_interval=POLL_SECONDS,
+                poll_interval=POLL_SECONDS.get(backend, DEFAULT_POLL_SECONDS),
                 key=f"approval-{position}",
             )
         except FlowPauseTimeout:

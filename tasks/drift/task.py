@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from mirror_rollout.aws import AwsClients
@@ -61,9 +62,14 @@ def baseline_markdown(environment: str, stored: dict[str, Any], snapshot: Snapsh
 
 
 def capture_and_store(
-    clients: AwsClients, environment: str, run_id: str | None = None
+    clients: AwsClients,
+    environment: str,
+    run_id: str | None = None,
+    snapshot: Snapshot | None = None,
 ) -> tuple[Snapshot, dict[str, Any]]:
-    snapshot = capture(clients, environment)
+    """Store ``snapshot`` (captured now when None) as the baseline; where it went, what lacks."""
+    if snapshot is None:
+        snapshot = capture(clients, environment)
     stored = store_baseline(
         environment, clients.region, snapshot, run_id or current_run_id(), clients
     )
@@ -72,14 +78,26 @@ def capture_and_store(
     return snapshot, stored
 
 
+@task(name="drift-snapshot", task_run_name="drift-snapshot-{environment}", cache_policy=NO_CACHE)
+def capture_snapshot(environment: str, region: str) -> Snapshot:
+    """The live settings of every contract resource, read once the validations are done.
+
+    The rollout reads them beside its re-plan and stores them (``record_baseline``) only
+    when its checklist passes.
+    """
+    return capture(AwsClients(region, environment=environment), environment)
+
+
 @task(name="record-drift-baseline", task_run_name="record-drift-baseline-{environment}")
-def record_baseline(environment: str, region: str) -> dict[str, Any]:
-    """Capture the live settings and store them as the baseline; artifact ``{env}-drift-baseline``.
+def record_baseline(
+    environment: str, region: str, snapshot: Snapshot | None = None
+) -> dict[str, Any]:
+    """Store the live settings (``snapshot``, else read now) as the baseline; artifact ``{env}-drift-baseline``.
 
     The rollout calls this once its validations pass, so the baseline is a verified state.
     """
     clients = AwsClients(region, environment=environment)
-    snapshot, stored = capture_and_store(clients, environment)
+    snapshot, stored = capture_and_store(clients, environment, snapshot=snapshot)
     if stored["missing"]:
         run_logger().warning(
             "The baseline of %s lacks %s (not deployed?)", environment, ", ".join(stored["missing"])

@@ -27,7 +27,7 @@ def plan(settings: RolloutSettings, out_dir: Path) -> PlanResult:
     A plan that creates something already in AWS but not in state (an interrupted
     apply) is refused here, before anyone reviews it, naming the adopt command.
     """
-    terraform = make_provisioner(settings, working_copy(out_dir))
+    terraform = make_provisioner(settings, working_copy(out_dir), first_step=True)
     planned = terraform.plan(out_dir)
     if planned.summary.counts.get("create") or planned.summary.counts.get("replace"):
         region = planned.document.variables.get("region", {}).get("value", "us-east-1")
