@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror_rollout.results import CheckResult, Evidence, Status
+from tasks.restore_drill.checks import delete_command, is_drill_table
 
 
 @dataclass(frozen=True)
@@ -156,35 +157,73 @@ def adoption_needed(environment: str, blocking: list[Orphan]) -> tuple[str, str]
     )
 
 
+def drill_leftovers(environment: str, orphans: list[Orphan]) -> tuple[list[Orphan], list[Orphan]]:
+    """(restore-drill copies a killed drill left behind, the other orphans).
+
+    A drill copy is never Terraform's: it is removed, not adopted.
+    """
+    left = [
+        o
+        for o in orphans
+        if o.live.type == "aws_dynamodb_table" and is_drill_table(environment, o.live.id)
+    ]
+    return left, [o for o in orphans if o not in left]
+
+
 def orphan_results(
-    environment: str, live: list[LiveResource], orphans: list[Orphan], source: str
+    environment: str,
+    live: list[LiveResource],
+    orphans: list[Orphan],
+    source: str,
+    region: str = "us-east-1",
 ) -> list[CheckResult]:
+    leftovers, orphans = drill_leftovers(environment, orphans)
     evidence = [
         Evidence(
             source=source,
-            observed={"live": [f"{r.type} {r.id}" for r in live], "orphans": len(orphans)},
+            observed={
+                "live": [f"{r.type} {r.id}" for r in live],
+                "orphans": len(orphans),
+                "drill_leftovers": [o.live.id for o in leftovers],
+            },
         )
+    ]
+    results = [
+        CheckResult(
+            check_id="ORPHAN-002",
+            title="No restore-drill copy left behind",
+            status=Status.FAIL,
+            subject=f"{o.live.type} {o.live.id}",
+            message=f"{o.live.id} is a PITR restore-drill copy of {environment} data that a "
+            f"killed or failed drill left behind; remove it: {delete_command(o.live.id, region)}",
+            evidence=evidence,
+        )
+        for o in leftovers
     ]
     if not orphans:
         return [
+            *results,
             CheckResult(
                 check_id="ORPHAN-001",
                 title="Every project-named resource in AWS is tracked by Terraform state",
                 status=Status.PASS,
                 subject=f"{len(live)} resources",
-                message=f"{len(live)} project-named resources, all in state",
+                message=f"{len(live) - len(leftovers)} project-named resources, all in state",
                 evidence=evidence,
-            )
+            ),
         ]
     return [
-        CheckResult(
-            check_id="ORPHAN-001",
-            title="Every project-named resource in AWS is tracked by Terraform state",
-            status=Status.FAIL,
-            subject=f"{o.live.type} {o.live.id}",
-            message=f"{o.live.type} {o.live.id} exists in AWS but not in the {environment} state; "
-            f"adopt it: {o.adopt_command(environment)}",
-            evidence=evidence,
-        )
-        for o in orphans
+        *results,
+        *(
+            CheckResult(
+                check_id="ORPHAN-001",
+                title="Every project-named resource in AWS is tracked by Terraform state",
+                status=Status.FAIL,
+                subject=f"{o.live.type} {o.live.id}",
+                message=f"{o.live.type} {o.live.id} exists in AWS but not in the {environment} "
+                f"state; adopt it: {o.adopt_command(environment)}",
+                evidence=evidence,
+            )
+            for o in orphans
+        ),
     ]
