@@ -10,6 +10,7 @@ attempts), then a FAIL saying so instead of a guess.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -25,7 +26,6 @@ from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.alarms.calls import calls_observed, error_code, iso, run_logger
-from tasks.pitr.checks import backoff_delays
 from tasks.restore_drill.checks import (
     TableDrill,
     compare,
@@ -39,6 +39,7 @@ MISSING = {"ResourceNotFoundException", "TableNotFoundException"}
 #: T is later than the table's LatestRestorableDateTime (on AWS about 5 min behind now).
 NOT_YET_RESTORABLE = "InvalidRestoreTimeException"
 QUIET_ATTEMPTS = 3
+MAX_DELAY_SECONDS = 30.0
 
 
 class DrillRefused(RolloutError):
@@ -65,16 +66,16 @@ def _exists(ddb, table: str) -> bool:
 def _poll(
     read: Callable[[], bool], timeout: float, sleep: Callable[[float], None], base: float
 ) -> bool:
-    """Call ``read`` until it says done or ``timeout`` seconds passed (exponential backoff)."""
+    """Call ``read`` until it says done or ``timeout`` seconds passed (backoff base, 2*base ... 30 s)."""
     started = time.monotonic()
-    for delay in [0.0, *backoff_delays(10_000, base, 30.0)]:
-        if delay:
-            if time.monotonic() - started + delay > timeout:
-                return False
-            sleep(delay)
+    for attempt in itertools.count():
         if read():
             return True
-    return False  # pragma: no cover
+        delay = min(base * 2 ** min(attempt, 10), MAX_DELAY_SECONDS)
+        if time.monotonic() - started + delay > timeout:
+            return False
+        sleep(delay)
+    return False  # pragma: no cover - count() never ends
 
 
 def items_at_t(
@@ -219,13 +220,14 @@ def run_drill(
         for d in drills.values():
             if d.deleted is False:
                 _delete(ddb, d, delete_timeout_seconds, sleep)
+    for d in drills.values():
+        # Per table: from the restore request to ACTIVE, then the comparison and the delete.
+        d.seconds["total"] = sum(d.seconds.get(s, 0.0) for s in ("to_active", "compare", "delete"))
     results = [judge(d) for d in drills.values()]
     results[-1].evidence.append(
         Evidence(source=f"mirror-rollout AwsClients {region}", observed=calls_observed(clients))
     )
     for d in drills.values():
-        # Per table: from the restore request to ACTIVE, then the comparison and the delete.
-        d.seconds["total"] = sum(d.seconds.get(s, 0.0) for s in ("to_active", "compare", "delete"))
         logger.info("restore drill %s: %s", d.source, d.figures())
     if failure is not None:
         raise DrillFailed(results) from failure
