@@ -1,4 +1,4 @@
-"""The four expectation suites, built in code from the naming contract.
+"""The expectation suites, built in code from the naming contract.
 
 Great Expectations is imported inside the functions only: importing this module
 (and so ``tasks.expectations``) stays cheap for the CLI.
@@ -307,6 +307,49 @@ def fp_events_suite(
     )
 
 
+# -- 5. restore_drill ------------------------------------------------------------------------
+def restore_drill_suite(*, environment: str) -> ExpectationSuite:
+    """The restored copies against the sources at T: same counts, same digests, copies gone."""
+    import great_expectations.expectations as gxe
+
+    tables = [t.name(environment) for t in contract.TABLES]
+    prefix = contract.name(environment, "")
+    return _suite(
+        "restore_drill",
+        [
+            gxe.ExpectTableRowCountToEqual(
+                value=len(tables), description=f"A restore drill ran for {len(tables)} tables"
+            ),
+            gxe.ExpectColumnDistinctValuesToEqualSet(
+                column="table",
+                value_set=tables,
+                description=f"The tables are exactly the contract's for {environment}",
+            ),
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="copy",
+                regex=rf"^{prefix}[a-z-]+-drill-[0-9a-f]{{8}}$",
+                description="Each copy is named {source}-drill-{short run id}",
+            ),
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="source_items",
+                column_B="copy_items",
+                description="The copy holds as many items as the source at T",
+            ),
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="source_digest",
+                column_B="copy_digest",
+                description="The digest of keys and attribute values is the source's at T",
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="copy_deleted",
+                value_set=[True],
+                description="Every copy was deleted after the comparison",
+            ),
+        ],
+        {"environment": environment},
+    )
+
+
 # -- registry --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SuiteSpec:
@@ -353,6 +396,13 @@ SUITES: dict[str, SuiteSpec] = {
             frames.build_fp_events_frame,
             fp_events_suite,
             ("eventId",),
+        ),
+        SuiteSpec(
+            "restore_drill",
+            "PITR restore drill copies",
+            frames.build_restore_drill_frame,
+            restore_drill_suite,
+            ("table",),
         ),
     )
 }

@@ -177,6 +177,29 @@ def compare(source: Mapping[str, str], copy: Mapping[str, str]) -> Comparison:
     return Comparison(len(source), len(copy), digest(source), digest(copy), first, what)
 
 
+# -- when it runs ----------------------------------------------------------------------------
+#: Environments where a rollout does not drill unless asked (restore_drill=true).
+OPT_IN = frozenset({"production"})
+
+
+def runs_in_rollout(environment: str, requested: bool | None) -> bool:
+    """On by default everywhere but production; ``requested`` (the flow parameter) decides."""
+    return environment not in OPT_IN if requested is None else requested
+
+
+def not_run(environment: str) -> CheckResult:
+    return CheckResult(
+        check_id=CHECK_ID,
+        title=TITLE,
+        status=Status.SKIPPED,
+        subject=environment,
+        message=f"not run in this {environment} rollout: a restore on AWS takes minutes to "
+        "hours and costs money, so it runs only when asked (rollout parameter "
+        "restore_drill=true, or the restore-drill/weekly deployment)",
+        evidence=[Evidence(source="infra-rollout parameter restore_drill", observed={})],
+    )
+
+
 # -- the result ------------------------------------------------------------------------------
 @dataclass
 class TableDrill:
@@ -256,7 +279,9 @@ def drill_records(results: list[CheckResult]) -> list[dict[str, Any]]:
     for r in results:
         if r.check_id != CHECK_ID:
             continue
-        figures = next((e.observed for e in r.evidence if e.source == "restore drill"), {})
+        figures = next((e.observed for e in r.evidence if e.source == "restore drill"), None)
+        if figures is None:  # not run (SKIPPED): nothing was restored
+            continue
         rows.append({k: figures.get(k) for k in RECORD_COLUMNS} | {"table": r.subject})
     return rows
 

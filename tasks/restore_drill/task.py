@@ -23,7 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients, failed_with, is_transient
 from mirror_rollout.errors import RolloutError
-from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.evidence import ValidationFailed, failure_results, publish
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.alarms.calls import calls_observed, error_code, iso, run_logger
 from tasks.restore_drill.checks import (
@@ -32,7 +32,9 @@ from tasks.restore_drill.checks import (
     drill_table_name,
     judge,
     keyed,
+    not_run,
     refusal,
+    runs_in_rollout,
 )
 
 MISSING = {"ResourceNotFoundException", "TableNotFoundException"}
@@ -340,3 +342,15 @@ def restore_drill(
 
 def _what(environment: str, backend: str) -> str:
     return f"PITR restore drill of the {environment} tables ({backend})"
+
+
+def run_restore_drill(
+    environment: str, region: str, backend: str, requested: bool | None
+) -> list[CheckResult]:
+    """The drill inside a flow: its results, one FAIL saying why it stopped, or SKIPPED when off."""
+    if not runs_in_rollout(environment, requested):
+        return [not_run(environment)]
+    state = restore_drill(environment, region, backend, return_state=True)
+    if state.is_completed():
+        return state.result()
+    return failure_results("DRILL", "restore drill", state.result(raise_on_failure=False))
