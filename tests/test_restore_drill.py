@@ -16,6 +16,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients, is_transient
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
+from tasks.expectations import build_restore_drill_frame, run_suite
 from tasks.guardrails.checks import evaluate_guardrails
 from tasks.orphans.checks import LiveResource, Orphan, orphan_results
 from tasks.restore_drill.checks import (
@@ -25,6 +26,7 @@ from tasks.restore_drill.checks import (
     drill_table_name,
     is_drill_table,
     keyed,
+    runs_in_rollout,
     short_run_id,
 )
 from tasks.restore_drill.task import DrillFailed, DrillRefused, restore_drill, run_drill
@@ -82,6 +84,12 @@ def test_comparison_names_the_first_differing_key():
         "pk=c",
         "in the copy, not in the source at T",
     )
+
+
+def test_on_by_default_except_production_where_it_is_a_parameter():
+    assert runs_in_rollout("staging", None) and runs_in_rollout("sandbox", None)
+    assert not runs_in_rollout("production", None) and runs_in_rollout("production", True)
+    assert not runs_in_rollout("staging", False)
 
 
 def test_orphan_scan_names_a_leftover_drill_copy_with_the_command_that_removes_it():
@@ -167,7 +175,7 @@ def drill_tables() -> list[str]:
     return [t for t in client("dynamodb").list_tables()["TableNames"] if "-drill-" in t]
 
 
-def test_drill_passes_with_its_figures_and_leaves_no_drill_table(seeded):
+def test_drill_passes_with_its_figures_and_leaves_no_drill_table(seeded, tmp_path):
     results = restore_drill.fn(ENV, region(), "sandbox", run_id=uuid.uuid4().hex)
     assert [(r.check_id, r.subject, r.status) for r in results] == [
         (CHECK_ID, s, Status.PASS) for s in SOURCES
@@ -187,6 +195,8 @@ def test_drill_passes_with_its_figures_and_leaves_no_drill_table(seeded):
             f"{figures['total_seconds']} s, {figures['source_items']} items"
         )
     assert drill_tables() == []
+    outcome = run_suite("restore_drill", build_restore_drill_frame(rows), tmp_path, environment=ENV)
+    assert outcome.success and outcome.rows == 3
 
 
 def copy_becomes_active(clients: AwsClients, then) -> None:
@@ -203,7 +213,7 @@ def copy_becomes_active(clients: AwsClients, then) -> None:
     clients.client("dynamodb").meta.events.register("after-call.dynamodb.DescribeTable", seen)
 
 
-def test_an_item_changed_in_the_copy_fails_naming_its_key(seeded):
+def test_an_item_changed_in_the_copy_fails_naming_its_key(seeded, tmp_path):
     clients, changed = AwsClients(region(), environment=ENV), {}
 
     def tamper(copy, keys):
@@ -226,6 +236,12 @@ def test_an_item_changed_in_the_copy_fails_naming_its_key(seeded):
     assert f"first differing key {key} (attribute values differ: count)" in failed[source].message
     assert [r.status for r in results if r.subject != source] == [Status.PASS] * 2
     assert drill_tables() == [] and clients.calls[DELETE] == 3
+    frame = build_restore_drill_frame(drill_records(results))
+    outcome = run_suite("restore_drill", frame, tmp_path, environment=ENV)
+    assert not outcome.success
+    assert {e.description for e in outcome.failed} == {
+        "The digest of keys and attribute values is the source's at T"
+    }
 
 
 def test_a_failure_mid_drill_still_deletes_every_copy(seeded):
@@ -274,3 +290,17 @@ def test_an_existing_drill_table_name_is_refused_and_nothing_changes(seeded):
         assert drill_tables() == [taken]
     finally:
         ddb.delete_table(TableName=taken)
+
+
+def test_weekly_flow_runs_the_drill_on_its_own(seeded, prefect_api):
+    from flows.restore_drill import restore_drill_flow
+    from tests.rollout_run import artifacts_of
+
+    state = restore_drill_flow(environment=ENV, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["verdict"] == "PASS"
+    assert summary["tables"] == dict.fromkeys(SOURCES, "PASS")
+    artifact = artifacts_of(str(state.state_details.flow_run_id))[f"{ENV}-restore-drill"]
+    assert CHECK_ID in artifact and "PASS" in artifact
+    assert drill_tables() == []
