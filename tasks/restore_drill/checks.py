@@ -266,9 +266,11 @@ def judge(drill: TableDrill) -> CheckResult:
         result.message = f"{drill.source}: copy matched{kept}"
         return result
     result.status = Status.PASS
+    total = drill.seconds.get("total")
     result.message = (
         f"restored to T={drill.restore_point}{timing}: {c.source_items} item(s) match "
         f"(sha256 {c.source_digest[:12]}); copy deleted"
+        + (f"; drill {total:.2f} s" if total is not None else "")
     )
     return result
 
