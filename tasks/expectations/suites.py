@@ -195,21 +195,30 @@ def alarm_inventory_suite(
 
 
 # -- 3. pitr_status --------------------------------------------------------------------------
-def pitr_status_suite(*, environment: str) -> ExpectationSuite:
+def _one_row_per_table(environment: str, what: str) -> list:
+    """Exactly one row for each of the contract's three tables of ``environment``."""
     import great_expectations.expectations as gxe
 
     tables = [t.name(environment) for t in contract.TABLES]
+    return [
+        gxe.ExpectTableRowCountToEqual(
+            value=len(tables), description=f"{what} for {len(tables)} tables"
+        ),
+        gxe.ExpectColumnDistinctValuesToEqualSet(
+            column="table",
+            value_set=tables,
+            description=f"The tables are exactly the contract's for {environment}",
+        ),
+    ]
+
+
+def pitr_status_suite(*, environment: str) -> ExpectationSuite:
+    import great_expectations.expectations as gxe
+
     return _suite(
         "pitr_status",
         [
-            gxe.ExpectTableRowCountToEqual(
-                value=len(tables), description=f"PITR status read for {len(tables)} tables"
-            ),
-            gxe.ExpectColumnDistinctValuesToEqualSet(
-                column="table",
-                value_set=tables,
-                description=f"The tables are exactly the contract's for {environment}",
-            ),
+            *_one_row_per_table(environment, "PITR status read"),
             gxe.ExpectColumnValuesToBeInSet(
                 column="status",
                 value_set=["ENABLED"],
@@ -312,19 +321,11 @@ def restore_drill_suite(*, environment: str) -> ExpectationSuite:
     """The restored copies against the sources at T: same counts, same digests, copies gone."""
     import great_expectations.expectations as gxe
 
-    tables = [t.name(environment) for t in contract.TABLES]
     prefix = contract.name(environment, "")
     return _suite(
         "restore_drill",
         [
-            gxe.ExpectTableRowCountToEqual(
-                value=len(tables), description=f"A restore drill ran for {len(tables)} tables"
-            ),
-            gxe.ExpectColumnDistinctValuesToEqualSet(
-                column="table",
-                value_set=tables,
-                description=f"The tables are exactly the contract's for {environment}",
-            ),
+            *_one_row_per_table(environment, "A restore drill ran"),
             gxe.ExpectColumnValuesToMatchRegex(
                 column="copy",
                 regex=rf"^{prefix}[a-z-]+-drill-[0-9a-f]{{8}}$",

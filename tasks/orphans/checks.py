@@ -188,41 +188,51 @@ def orphan_results(
             },
         )
     ]
-    results = [
-        CheckResult(
-            check_id="ORPHAN-002",
-            title="No restore-drill copy left behind",
-            status=Status.FAIL,
-            subject=f"{o.live.type} {o.live.id}",
-            message=f"{o.live.id} is a PITR restore-drill copy of {environment} data that a "
-            f"killed or failed drill left behind; remove it: {delete_command(o.live.id, region)}",
+
+    def result(check_id: str, title: str, status: Status, subject: str, message: str):
+        return CheckResult(
+            check_id=check_id,
+            title=title,
+            status=status,
+            subject=subject,
+            message=message,
             evidence=evidence,
+        )
+
+    tracked = "Every project-named resource in AWS is tracked by Terraform state"
+    results = [
+        result(
+            "ORPHAN-002",
+            "No restore-drill copy left behind",
+            Status.FAIL,
+            f"{o.live.type} {o.live.id}",
+            f"{o.live.id} is a PITR restore-drill copy of {environment} data that a killed or "
+            f"failed drill left behind; remove it: {delete_command(o.live.id, region)}",
         )
         for o in leftovers
     ]
     if not orphans:
+        count = len(live) - len(leftovers)
         return [
             *results,
-            CheckResult(
-                check_id="ORPHAN-001",
-                title="Every project-named resource in AWS is tracked by Terraform state",
-                status=Status.PASS,
-                subject=f"{len(live)} resources",
-                message=f"{len(live) - len(leftovers)} project-named resources, all in state",
-                evidence=evidence,
+            result(
+                "ORPHAN-001",
+                tracked,
+                Status.PASS,
+                f"{len(live)} resources",
+                f"{count} project-named resources, all in state",
             ),
         ]
     return [
         *results,
         *(
-            CheckResult(
-                check_id="ORPHAN-001",
-                title="Every project-named resource in AWS is tracked by Terraform state",
-                status=Status.FAIL,
-                subject=f"{o.live.type} {o.live.id}",
-                message=f"{o.live.type} {o.live.id} exists in AWS but not in the {environment} "
-                f"state; adopt it: {o.adopt_command(environment)}",
-                evidence=evidence,
+            result(
+                "ORPHAN-001",
+                tracked,
+                Status.FAIL,
+                f"{o.live.type} {o.live.id}",
+                f"{o.live.type} {o.live.id} exists in AWS but not in the {environment} state; "
+                f"adopt it: {o.adopt_command(environment)}",
             )
             for o in orphans
         ),
