@@ -54,7 +54,11 @@ def drill_table_name(environment: str, table_key: str, run_id: str) -> str:
             "use one of " + ", ".join(t.key for t in contract.TABLES),
         )
     name = f"{contract.name(environment, table_key)}{DRILL_MARKER}{short_run_id(run_id)}"
-    assert is_drill_table(environment, name) and name not in source_tables(environment)
+    if not is_drill_table(environment, name) or name in source_tables(environment):
+        raise ConfigError(  # unreachable by construction; a drill must never touch a source
+            f"{name!r} is not a restore-drill table name of {environment}",
+            "drill names are mirror-dissonance-{env}-{table}-drill-{8 hex digits}",
+        )
     return name
 
 

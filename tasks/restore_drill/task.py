@@ -221,7 +221,11 @@ def run_drill(
         # Always: a copy holds the data of a production table and costs money.
         for d in drills.values():
             if d.deleted is False:
-                _delete(ddb, d, delete_timeout_seconds, sleep)
+                try:
+                    _delete(ddb, d, delete_timeout_seconds, sleep)
+                except Exception as exc:  # the next copy is still deleted
+                    d.error = d.error or f"deleting the copy failed: {error_code(exc) or exc}"
+                    failure = failure or exc
     for d in drills.values():
         # Per table: from the restore request to ACTIVE, then the comparison and the delete.
         d.seconds["total"] = sum(d.seconds.get(s, 0.0) for s in ("to_active", "compare", "delete"))
@@ -275,7 +279,7 @@ def _delete(ddb, d: TableDrill, timeout: float, sleep: Callable[[float], None]) 
         ddb.delete_table(TableName=d.copy)
     except Exception as exc:
         if error_code(exc) not in MISSING:
-            d.error = d.error or f"DeleteTable failed: {error_code(exc) or exc}"
+            d.error = d.error or f"DeleteTable failed: {exc}"
             return
     # Gone, not just DELETING: a retry of the drill may then use the same name again.
     gone = _poll(lambda: not _exists(ddb, d.copy), timeout, sleep, base=2.0)
