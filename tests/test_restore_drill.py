@@ -304,3 +304,26 @@ def test_weekly_flow_runs_the_drill_on_its_own(seeded, prefect_api):
     artifact = artifacts_of(str(state.state_details.flow_run_id))[f"{ENV}-restore-drill"]
     assert CHECK_ID in artifact and "PASS" in artifact
     assert drill_tables() == []
+
+
+def test_a_writer_during_t_is_reported_and_nothing_is_restored(seeded):
+    from mirror_rollout.errors import RolloutError
+
+    clients, writes = AwsClients(region(), environment=ENV), []
+    fp_events = SOURCES[0]
+
+    def someone_writes(params, **_):
+        if params.get("TableName") == fp_events:  # every scan of the source sees a new item
+            writes.append(uuid.uuid4().hex)
+            client("dynamodb").put_item(
+                TableName=fp_events,
+                Item={"pk": {"S": f"writer#{writes[-1]}"}, "sk": {"S": "x"}},
+            )
+
+    clients.client("dynamodb").meta.events.register(
+        "before-parameter-build.dynamodb.Scan", someone_writes
+    )
+    with pytest.raises(RolloutError, match="the source tables changed while T was recorded, 3"):
+        run_drill(clients, ENV, uuid.uuid4().hex, sleep=lambda _: None)
+    assert len(writes) == 6  # two scans per attempt
+    assert RESTORE not in clients.calls and drill_tables() == []
