@@ -327,3 +327,36 @@ def test_a_writer_during_t_is_reported_and_nothing_is_restored(seeded):
         run_drill(clients, ENV, uuid.uuid4().hex, sleep=lambda _: None)
     assert len(writes) == 6  # two scans per attempt
     assert RESTORE not in clients.calls and drill_tables() == []
+
+
+def test_plan_guardrail_reads_the_deploy_policy_of_a_real_replan(staging, tmp_path):
+    """After the first apply Terraform knows the policy (the tables' ARNs): MR-058 judges it."""
+    import json
+
+    from mirror_rollout import PROJECT_ROOT
+    from mirror_rollout.provisioners import terraform_for
+    from tasks.guardrails.plan_checks import evaluate_plan_guardrails
+
+    terraform = terraform_for(ENV, "sandbox", PROJECT_ROOT, tmp_path / "terraform")
+    planned = terraform.plan(tmp_path)
+    plan = planned.document.model_dump(mode="json")
+    # The sandbox's declared moto gaps (attributes moto does not keep), as the rollout passes them.
+    not_kept = {g.address: g.attributes for g in planned.gaps if g.kind == "ignore"}
+    [passed] = [r for r in evaluate_plan_guardrails(plan, ENV, not_kept) if r.check_id == "MR-058"]
+    assert passed.status is Status.PASS, passed.message
+
+    policy = next(
+        r
+        for r in plan["planned_values"]["root_module"]["resources"]
+        if r["address"] == "aws_iam_role_policy.github_deploy"
+    )["values"]
+    document = json.loads(policy["policy"])
+    copies = next(s for s in document["Statement"] if s["Sid"] == "RestoreDrillCopies")
+    assert copies["Resource"].endswith(f":table/{contract.name(ENV, '')}*-drill-*")
+    copies["Resource"] = copies["Resource"].rsplit(":table/", 1)[0] + ":table/*"
+    policy["policy"] = json.dumps(document)
+    failed = [r for r in evaluate_plan_guardrails(plan, ENV, not_kept) if r.status is Status.FAIL]
+    assert {r.check_id for r in failed} == {"MR-058"}
+    assert "statement RestoreDrillCopies allows deleting '*', not only drill copies" in (
+        failed[0].message
+    )

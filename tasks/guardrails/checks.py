@@ -26,11 +26,13 @@ from tasks.guardrails.common import (
     as_list,
     dashboard_metrics,
     declares_nonce_version,
+    drill_grant_problems,
     policy_problems,
     run_checks,
     strings,
     trust_problems,
 )
+from tasks.guardrails.common import glob_match as _glob
 from tasks.guardrails.view import Block, InfraView, ModuleView
 
 __all__ = [
@@ -594,12 +596,6 @@ class IamLeastPrivilege(Guardrail):
             yield from self.observe(policy, problems, "least privilege")
 
 
-def _glob(pattern: str, text: str) -> bool:
-    """IAM-style wildcard match (``*`` any run of characters, ``?`` one character)."""
-    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(regex, text) is not None
-
-
 @guardrail
 class NonceReadAccess(Guardrail):
     id = "MR-053"
@@ -639,101 +635,6 @@ class NonceReadAccess(Guardrail):
             )
 
 
-#: What the drill may do to its own copies: describe, scan, delete, and the item writes
-#: DynamoDB needs on a restore's target table. Nothing else, and nothing on other tables.
-DRILL_COPY_ACTIONS = frozenset(
-    {
-        "dynamodb:DescribeTable",
-        "dynamodb:Scan",
-        "dynamodb:DeleteTable",
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:BatchWriteItem",
-    }
-)
-#: The drill's needs that must be granted on its copies.
-DRILL_COPY_NEEDS = ("dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:DeleteTable")
-RESTORE = "dynamodb:RestoreTableToPointInTime"
-DELETE_TABLE = "dynamodb:DeleteTable"
-
-
-def _table_of(view: InfraView, resource: str) -> str:
-    """The table name (pattern) an IAM resource names; "*" for every table, "" for no table."""
-    for spec in contract.TABLES:
-        if resource.strip() == f"${{{spec.address}.arn}}":
-            return spec.name(view.env)
-    if resource == "*":
-        return "*"
-    arn = resource.split(":", 5)
-    if len(arn) == 6 and arn[2] in ("dynamodb", "*"):
-        kind, _, name = arn[5].partition("/")
-        if kind in ("table", "*") and "/" not in name:
-            return name or "*"
-        return "*" if kind == "*" else ""
-    return ""
-
-
-def drill_only(environment: str, pattern: str) -> bool:
-    """Can the table name pattern match nothing but this environment's drill copies?"""
-    from tasks.restore_drill.checks import DRILL_MARKER
-
-    prefix = contract.name(environment, "")
-    return pattern.startswith(prefix) and DRILL_MARKER in pattern and "${" not in pattern
-
-
-def drill_grant_problems(view: InfraView, document: Any) -> list[str]:
-    """Why an identity policy grants the restore drill more, or less, than it needs."""
-    from tasks.restore_drill.checks import drill_table_name, source_tables
-
-    env = view.env
-    sources = source_tables(env)
-    a_copy = drill_table_name(env, contract.TABLES[0].key, "0" * 8)
-    problems, restorable, on_copies = [], set(), set()
-    for statement in as_list((document or {}).get("Statement")):
-        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
-            continue
-        sid = statement.get("Sid", "?")
-        actions = [str(a) for a in as_list(statement.get("Action"))]
-        tables = [_table_of(view, str(r)) for r in as_list(statement.get("Resource"))]
-        if any(_glob(a, RESTORE) for a in actions):
-            for table in tables:
-                if table in sources:
-                    restorable.add(table)
-                else:
-                    problems.append(
-                        f"statement {sid} allows restoring from {table or 'a non-table resource'}"
-                        f": only {', '.join(sorted(sources))}"
-                    )
-        if any(_glob(a, DELETE_TABLE) for a in actions):
-            problems += [
-                f"statement {sid} allows deleting {table!r}, not only drill copies "
-                f"({contract.name(env, '')}<table>-drill-*)"
-                for table in tables
-                if table and not drill_only(env, table)
-            ]
-        drill = [t for t in tables if t and drill_only(env, t)]
-        if drill:
-            wider = [a for a in actions if not any(_glob(a, d) for d in DRILL_COPY_ACTIONS)]
-            wider += [a for a in actions if "*" in a or "?" in a]
-            if wider:
-                problems.append(
-                    f"statement {sid} grants {sorted(set(wider))} on drill copies: only "
-                    + ", ".join(sorted(DRILL_COPY_ACTIONS))
-                )
-            if any(_glob(t, a_copy) for t in drill):
-                on_copies |= {need for need in DRILL_COPY_NEEDS if need in actions}
-    missing = sorted(sources - restorable)
-    if missing:
-        problems.append(f"no statement allows {RESTORE} on {', '.join(missing)}")
-    lacking = [need for need in DRILL_COPY_NEEDS if need not in on_copies]
-    if lacking:
-        problems.append(f"no statement allows {', '.join(lacking)} on the drill copies ({a_copy})")
-    return problems
-
-
 @guardrail
 class RestoreDrillGrants(Guardrail):
     id = "MR-057"
@@ -753,7 +654,7 @@ class RestoreDrillGrants(Guardrail):
             yield missing(view, "aws_iam_role_policy of aws_iam_role.github_deploy")
         for policy in policies:
             document = view.aws.resolve(policy.document("policy"))
-            problems = [("policy", p) for p in drill_grant_problems(view, document)]
+            problems = [("policy", p) for p in drill_grant_problems(view.env, document)]
             yield from self.observe(policy, problems, "restore drill scoped to its copies")
 
 
