@@ -42,6 +42,8 @@ from tasks.nonce.task import nonce_bootstrap
 from tasks.orphans.task import orphan_scan
 from tasks.pitr.task import pitr
 from tasks.plan.task import plan, publish_review
+from tasks.restore_drill.checks import drill_records
+from tasks.restore_drill.task import run_restore_drill
 
 #: Post-apply validations: check-id prefix for a task that stopped without results.
 VALIDATIONS = {
@@ -88,11 +90,14 @@ def infra_rollout(
     gcp_project: str | None = None,
     gcp_kms_key: str | None = None,
     busy_wait_seconds: int = 3600,
+    restore_drill: bool | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval.
 
     One rollout per environment at a time: another one waits up to busy_wait_seconds
     for the environment's slot (0: fails at once, naming the rollout that holds it).
+    restore_drill: run the PITR restore drill after the E2E cycle (None: on for every
+    environment but production, where a restore on AWS takes minutes to hours and costs money).
     """
     settings, run_dir = start_run(
         environment=environment,
@@ -104,7 +109,9 @@ def infra_rollout(
         root=root,
     )
     with environment_slot(settings.environment, settings.busy_wait_seconds, flow_run.get_id()):
-        return _rollout(settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key)
+        return _rollout(
+            settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key, restore_drill
+        )
 
 
 def _rollout(
@@ -114,6 +121,7 @@ def _rollout(
     github_repo: str | None,
     gcp_project: str | None,
     gcp_kms_key: str | None,
+    restore_drill: bool | None = None,
 ) -> dict:
     env = settings.environment
     logger = get_run_logger()
@@ -215,12 +223,16 @@ def _rollout(
         validations["E2E"] = failure_results(
             "E2E", "end-to-end cycle", e2e.result(raise_on_failure=False)
         )
+    # Recoverability proven, not assumed: restore each table to a time T after the E2E writes.
+    validations["DRILL"] = run_restore_drill(env, region, settings.backend, restore_drill)
     suites = {
         "pitr_status": pitr_records(validations["PITR"]),
         "alarm_inventory": alarm_records(validations["ALARM"]),
     }
     if fp_events:
         suites["fp_events"] = fp_events
+    if drilled := drill_records(validations["DRILL"]):
+        suites["restore_drill"] = drilled
     suite_futures = {
         f"GX-{name}": validate.submit(name, records, env, str(run_dir))
         for name, records in suites.items()

@@ -150,6 +150,28 @@ def artifact_links(flow_run_id: str, ui_url: str) -> list[tuple[str, str]]:
     return sorted({(a.key, f"{ui_url}/artifacts/key/{a.key}") for a in artifacts if a.key})
 
 
+def artifact_table(flow_run_id: str, key: str) -> list[dict[str, Any]]:
+    """The rows of this run's table artifact ``key`` (empty when the run published none)."""
+    import json
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[uuid.UUID(flow_run_id)]),
+                key=ArtifactFilterKey(any_=[key]),
+            )
+        )
+    rows = json.loads(found[0].data) if found and isinstance(found[0].data, str) else []
+    return [r for r in rows if isinstance(r, dict)]
+
+
 def rehearse(
     environment: str,
     backend: str,
@@ -198,6 +220,12 @@ def rehearse(
         console.print("[bold]artifacts[/]")
         for key, link in links:
             console.print(f"  {key:<40} {link}", soft_wrap=True)
+    # Recoverability is the figure an operator asks for first: show it, not just its link.
+    drill = artifact_table(run_id, f"{environment}-restore-drill")
+    if drill:
+        console.print("[bold]PITR restore drill[/]")
+        for row in drill:
+            console.print(f"  {row.get('status')} {row.get('subject')}: {row.get('detail')}")
     latency = (
         f", approval→apply resume {watch.approval_latency[0]:.1f} s"
         if watch.approval_latency

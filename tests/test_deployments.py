@@ -54,6 +54,7 @@ def test_prefect_yaml_declares_the_contract_deployments():
         "drift_detection/daily",
         "pitr_verification/on-demand",
         "nonce_rotation_test/on-demand",
+        "restore_drill_flow/weekly",
     }
 
 

@@ -475,7 +475,13 @@ def test_unknown_suite_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="unknown expectation suite"):
         run_suite("alarms", build_alarm_inventory_frame([]), tmp_path)
-    assert set(SUITES) == {"plan_changes", "alarm_inventory", "pitr_status", "fp_events"}
+    assert set(SUITES) == {
+        "plan_changes",
+        "alarm_inventory",
+        "pitr_status",
+        "fp_events",
+        "restore_drill",
+    }
 
 
 # -- inside a Prefect flow -------------------------------------------------------------------

@@ -97,6 +97,44 @@ resource "aws_iam_role_policy" "github_deploy" {
         Resource = concat(local.table_arns, ["${aws_dynamodb_table.fp_events.arn}/index/*"])
       },
       {
+        # PITR restore drill (tasks/restore_drill): restore from exactly the three
+        # tables, and scan them for the items at the drill's time T.
+        Sid      = "RestoreDrillSources"
+        Effect   = "Allow"
+        Action   = ["dynamodb:RestoreTableToPointInTime", "dynamodb:Scan"]
+        Resource = local.table_arns
+      },
+      {
+        # The drill's copies only (mirror-dissonance-{env}-{table}-drill-{run}):
+        # describe, scan and delete them; the item writes are what DynamoDB needs
+        # on a restore's target table. Never the source tables.
+        Sid    = "RestoreDrillCopies"
+        Effect = "Allow"
+        Action = [
+          "dynamodb:DescribeTable",
+          "dynamodb:Scan",
+          "dynamodb:DeleteTable",
+          "dynamodb:GetItem",
+          "dynamodb:Query",
+          "dynamodb:PutItem",
+          "dynamodb:UpdateItem",
+          "dynamodb:DeleteItem",
+          "dynamodb:BatchWriteItem",
+        ]
+        Resource = "arn:${local.partition}:dynamodb:${var.region}:${local.account_id}:table/${local.prefix}-*-drill-*"
+      },
+      {
+        # A restored copy is encrypted with the source's CMK: DynamoDB takes a grant on it.
+        Sid      = "RestoreDrillCmkGrant"
+        Effect   = "Allow"
+        Action   = "kms:CreateGrant"
+        Resource = aws_kms_key.main.arn
+        Condition = {
+          StringEquals = { "kms:ViaService" = "dynamodb.${var.region}.amazonaws.com" }
+          Bool         = { "kms:GrantIsForAWSResource" = "true" }
+        }
+      },
+      {
         Sid    = "NonceParameters"
         Effect = "Allow"
         Action = [

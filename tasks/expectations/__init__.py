@@ -9,6 +9,7 @@ from tasks.expectations.frames import (
     build_fp_events_frame,
     build_pitr_status_frame,
     build_plan_changes_frame,
+    build_restore_drill_frame,
 )
 from tasks.expectations.runner import SuiteOutcome, run_suite, to_check_results
 from tasks.expectations.suites import SUITES, get_suite
@@ -20,6 +21,7 @@ __all__ = [
     "build_fp_events_frame",
     "build_pitr_status_frame",
     "build_plan_changes_frame",
+    "build_restore_drill_frame",
     "get_suite",
     "run_suite",
     "to_check_results",

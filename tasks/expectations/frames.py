@@ -191,3 +191,12 @@ def build_fp_events_frame(items: Iterable[Mapping[str, Any]]) -> pandas.DataFram
             item = {k: des.deserialize(v) for k, v in item.items()}
         rows.append({c: _plain(item.get(c)) for c in FP_EVENT_COLUMNS})
     return _frame(rows, FP_EVENT_COLUMNS)
+
+
+# -- restore_drill ---------------------------------------------------------------------------
+def build_restore_drill_frame(records: Iterable[Mapping[str, Any]]) -> pandas.DataFrame:
+    """One row per table drilled (``tasks.restore_drill.checks.drill_records``): table, copy,
+    source_items, copy_items, source_digest, copy_digest, match, copy_deleted."""
+    from tasks.restore_drill.checks import RECORD_COLUMNS
+
+    return _frame([dict(r) for r in records], RECORD_COLUMNS)

@@ -1,4 +1,4 @@
-"""The four expectation suites, built in code from the naming contract.
+"""The expectation suites, built in code from the naming contract.
 
 Great Expectations is imported inside the functions only: importing this module
 (and so ``tasks.expectations``) stays cheap for the CLI.
@@ -195,21 +195,30 @@ def alarm_inventory_suite(
 
 
 # -- 3. pitr_status --------------------------------------------------------------------------
-def pitr_status_suite(*, environment: str) -> ExpectationSuite:
+def _one_row_per_table(environment: str, what: str) -> list:
+    """Exactly one row for each of the contract's three tables of ``environment``."""
     import great_expectations.expectations as gxe
 
     tables = [t.name(environment) for t in contract.TABLES]
+    return [
+        gxe.ExpectTableRowCountToEqual(
+            value=len(tables), description=f"{what} for {len(tables)} tables"
+        ),
+        gxe.ExpectColumnDistinctValuesToEqualSet(
+            column="table",
+            value_set=tables,
+            description=f"The tables are exactly the contract's for {environment}",
+        ),
+    ]
+
+
+def pitr_status_suite(*, environment: str) -> ExpectationSuite:
+    import great_expectations.expectations as gxe
+
     return _suite(
         "pitr_status",
         [
-            gxe.ExpectTableRowCountToEqual(
-                value=len(tables), description=f"PITR status read for {len(tables)} tables"
-            ),
-            gxe.ExpectColumnDistinctValuesToEqualSet(
-                column="table",
-                value_set=tables,
-                description=f"The tables are exactly the contract's for {environment}",
-            ),
+            *_one_row_per_table(environment, "PITR status read"),
             gxe.ExpectColumnValuesToBeInSet(
                 column="status",
                 value_set=["ENABLED"],
@@ -307,6 +316,41 @@ def fp_events_suite(
     )
 
 
+# -- 5. restore_drill ------------------------------------------------------------------------
+def restore_drill_suite(*, environment: str) -> ExpectationSuite:
+    """The restored copies against the sources at T: same counts, same digests, copies gone."""
+    import great_expectations.expectations as gxe
+
+    prefix = contract.name(environment, "")
+    return _suite(
+        "restore_drill",
+        [
+            *_one_row_per_table(environment, "A restore drill ran"),
+            gxe.ExpectColumnValuesToMatchRegex(
+                column="copy",
+                regex=rf"^{prefix}[a-z-]+-drill-[0-9a-f]{{8}}$",
+                description="Each copy is named {source}-drill-{short run id}",
+            ),
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="source_items",
+                column_B="copy_items",
+                description="The copy holds as many items as the source at T",
+            ),
+            gxe.ExpectColumnPairValuesToBeEqual(
+                column_A="source_digest",
+                column_B="copy_digest",
+                description="The digest of keys and attribute values is the source's at T",
+            ),
+            gxe.ExpectColumnValuesToBeInSet(
+                column="copy_deleted",
+                value_set=[True],
+                description="Every copy was deleted after the comparison",
+            ),
+        ],
+        {"environment": environment},
+    )
+
+
 # -- registry --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SuiteSpec:
@@ -353,6 +397,13 @@ SUITES: dict[str, SuiteSpec] = {
             frames.build_fp_events_frame,
             fp_events_suite,
             ("eventId",),
+        ),
+        SuiteSpec(
+            "restore_drill",
+            "PITR restore drill copies",
+            frames.build_restore_drill_frame,
+            restore_drill_suite,
+            ("table",),
         ),
     )
 }

@@ -26,11 +26,13 @@ from tasks.guardrails.common import (
     as_list,
     dashboard_metrics,
     declares_nonce_version,
+    drill_grant_problems,
     policy_problems,
     run_checks,
     strings,
     trust_problems,
 )
+from tasks.guardrails.common import glob_match as _glob
 from tasks.guardrails.view import Block, InfraView, ModuleView
 
 __all__ = [
@@ -594,12 +596,6 @@ class IamLeastPrivilege(Guardrail):
             yield from self.observe(policy, problems, "least privilege")
 
 
-def _glob(pattern: str, text: str) -> bool:
-    """IAM-style wildcard match (``*`` any run of characters, ``?`` one character)."""
-    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(regex, text) is not None
-
-
 @guardrail
 class NonceReadAccess(Guardrail):
     id = "MR-053"
@@ -637,6 +633,29 @@ class NonceReadAccess(Guardrail):
                 f"no policy allows ssm:GetParameter on {wanted} (…_v*): the pipeline could not "
                 "read the nonce the nonce flows write",
             )
+
+
+@guardrail
+class RestoreDrillGrants(Guardrail):
+    id = "MR-057"
+    title = (
+        "Deploy role: restores from the three tables only; describes, reads and deletes only "
+        "restore-drill copies"
+    )
+
+    def inspect(self, view):
+        policies = [
+            p
+            for t in IDENTITY_POLICY_TYPES
+            for p in view.aws.of_type(t)
+            if view.aws.refers_to(p.get("role"), "aws_iam_role.github_deploy")
+        ]
+        if not policies:
+            yield missing(view, "aws_iam_role_policy of aws_iam_role.github_deploy")
+        for policy in policies:
+            document = view.aws.resolve(policy.document("policy"))
+            problems = [("policy", p) for p in drill_grant_problems(view.env, document)]
+            yield from self.observe(policy, problems, "restore drill scoped to its copies")
 
 
 # -- state, variables, backup, lifecycle ---------------------------------------------

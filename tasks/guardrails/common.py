@@ -255,6 +255,115 @@ def trust_problems(policy: Any, org: str, repo: str) -> list[str]:
     return problems
 
 
+# -- the restore drill's grants -------------------------------------------------------
+def glob_match(pattern: str, text: str) -> bool:
+    """IAM-style wildcard match (``*`` any run of characters, ``?`` one character)."""
+    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
+    return re.fullmatch(regex, text) is not None
+
+
+#: What the drill may do to its own copies: describe, scan, delete, and the item writes
+#: DynamoDB needs on a restore's target table. Nothing else, and nothing on other tables.
+DRILL_COPY_ACTIONS = frozenset(
+    {
+        "dynamodb:DescribeTable",
+        "dynamodb:Scan",
+        "dynamodb:DeleteTable",
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    }
+)
+#: The drill's needs that must be granted on its copies.
+DRILL_COPY_NEEDS = ("dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:DeleteTable")
+RESTORE = "dynamodb:RestoreTableToPointInTime"
+DELETE_TABLE = "dynamodb:DeleteTable"
+
+
+def _table_of(environment: str, resource: str) -> str:
+    """The table name (pattern) an IAM resource names; "*" for every table, "" for no table.
+
+    A resource is an ARN (as planned, or as written with interpolations resolved) or a
+    reference to a contract table's ``arn`` (as written).
+    """
+    for spec in contract.TABLES:
+        if resource.strip() == f"${{{spec.address}.arn}}":
+            return spec.name(environment)
+    if resource == "*":
+        return "*"
+    arn = resource.split(":", 5)
+    if len(arn) == 6 and arn[2] in ("dynamodb", "*"):
+        kind, _, name = arn[5].partition("/")
+        if kind in ("table", "*") and "/" not in name:
+            return name or "*"
+        return "*" if kind == "*" else ""
+    # An expression the reader cannot resolve: itself, which no rule accepts.
+    return resource if "${" in resource else ""
+
+
+def drill_only(environment: str, pattern: str) -> bool:
+    """Can the table name pattern match nothing but this environment's drill copies?"""
+    from tasks.restore_drill.checks import DRILL_MARKER
+
+    prefix = contract.name(environment, "")
+    return pattern.startswith(prefix) and DRILL_MARKER in pattern and "${" not in pattern
+
+
+def drill_grant_problems(env: str, document: Any, require: bool = True) -> list[str]:
+    """Why an identity policy grants the restore drill more (or, with ``require``, less)
+    than it needs."""
+    from tasks.restore_drill.checks import drill_table_name, source_tables
+
+    sources = source_tables(env)
+    a_copy = drill_table_name(env, contract.TABLES[0].key, "0" * 8)
+    problems, restorable, on_copies = [], set(), set()
+    for statement in as_list((document or {}).get("Statement")):
+        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
+            continue
+        sid = statement.get("Sid", "?")
+        actions = [str(a) for a in as_list(statement.get("Action"))]
+        tables = [_table_of(env, str(r)) for r in as_list(statement.get("Resource"))]
+        if any(glob_match(a, RESTORE) for a in actions):
+            for table in tables:
+                if table in sources:
+                    restorable.add(table)
+                else:
+                    problems.append(
+                        f"statement {sid} allows restoring from {table or 'a non-table resource'}"
+                        f": only {', '.join(sorted(sources))}"
+                    )
+        if any(glob_match(a, DELETE_TABLE) for a in actions):
+            problems += [
+                f"statement {sid} allows deleting {table!r}, not only drill copies "
+                f"({contract.name(env, '')}<table>-drill-*)"
+                for table in tables
+                if table and not drill_only(env, table)
+            ]
+        drill = [t for t in tables if t and drill_only(env, t)]
+        if drill:
+            wider = [a for a in actions if not any(glob_match(a, d) for d in DRILL_COPY_ACTIONS)]
+            wider += [a for a in actions if "*" in a or "?" in a]
+            if wider:
+                problems.append(
+                    f"statement {sid} grants {sorted(set(wider))} on drill copies: only "
+                    + ", ".join(sorted(DRILL_COPY_ACTIONS))
+                )
+            if any(glob_match(t, a_copy) for t in drill):
+                on_copies |= {need for need in DRILL_COPY_NEEDS if need in actions}
+    if not require:
+        return problems
+    missing = sorted(sources - restorable)
+    if missing:
+        problems.append(f"no statement allows {RESTORE} on {', '.join(missing)}")
+    lacking = [need for need in DRILL_COPY_NEEDS if need not in on_copies]
+    if lacking:
+        problems.append(f"no statement allows {', '.join(lacking)} on the drill copies ({a_copy})")
+    return problems
+
+
 # -- dashboards -----------------------------------------------------------------------
 _SEARCH = re.compile(
     r"\{(?P<namespace>[^,}]+)[^}]*\}.*?MetricName\s*=\s*\\?\"?(?P<metric>[A-Za-z]+)"

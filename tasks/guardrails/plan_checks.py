@@ -29,6 +29,7 @@ from tasks.guardrails.common import (
     as_list,
     dashboard_metrics,
     declares_nonce_version,
+    drill_grant_problems,
     open_principal_problems,
     policy_problems,
     run_checks,
@@ -703,6 +704,42 @@ class IdentityPolicies(PlanGuardrail):
 
     def inspect(self, plan):
         yield from policy_observations(plan, IDENTITY_POLICIES, policy_problems, "least privilege")
+
+
+@plan_guardrail
+class RestoreDrillGrants(PlanGuardrail):
+    id = "MR-058"
+    title = (
+        "Deploy role as planned: restores from no other table than the three, deletes no table "
+        "but restore-drill copies"
+    )
+
+    def inspect(self, plan):
+        role = plan.get("aws_iam_role.github_deploy")
+        policies = [
+            r
+            for r in plan.resources
+            if r.type in IDENTITY_POLICIES and role is not None and plan.refers_to(r, "role", role)
+        ]
+        if not policies:
+            yield not_planned(plan, "aws_iam_role_policy of aws_iam_role.github_deploy")
+        for policy in policies:
+            document, why = _document(policy, "policy")
+            if why:
+                after_apply = why.endswith(AFTER_APPLY)
+                note = f"{why} (it names the tables' ARNs); MR-057 read it as written"
+                yield Observation(
+                    policy.address,
+                    policy.where("policy"),
+                    None if after_apply else False,
+                    note if after_apply else why,
+                )
+                continue
+            # What the drill lacks is MR-057's; evaluated values must never grant more.
+            problems = [
+                ("policy", p) for p in drill_grant_problems(plan.env, document, require=False)
+            ]
+            yield from self.observe(policy, problems, "restore drill scoped to its copies")
 
 
 @plan_guardrail

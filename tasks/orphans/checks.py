@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror_rollout.results import CheckResult, Evidence, Status
+from tasks.restore_drill.checks import delete_command, is_drill_table
 
 
 @dataclass(frozen=True)
@@ -156,35 +157,83 @@ def adoption_needed(environment: str, blocking: list[Orphan]) -> tuple[str, str]
     )
 
 
+def drill_leftovers(environment: str, orphans: list[Orphan]) -> tuple[list[Orphan], list[Orphan]]:
+    """(restore-drill copies a killed drill left behind, the other orphans).
+
+    A drill copy is never Terraform's: it is removed, not adopted.
+    """
+    left = [
+        o
+        for o in orphans
+        if o.live.type == "aws_dynamodb_table" and is_drill_table(environment, o.live.id)
+    ]
+    return left, [o for o in orphans if o not in left]
+
+
 def orphan_results(
-    environment: str, live: list[LiveResource], orphans: list[Orphan], source: str
+    environment: str,
+    live: list[LiveResource],
+    orphans: list[Orphan],
+    source: str,
+    region: str = "us-east-1",
 ) -> list[CheckResult]:
+    leftovers, orphans = drill_leftovers(environment, orphans)
     evidence = [
         Evidence(
             source=source,
-            observed={"live": [f"{r.type} {r.id}" for r in live], "orphans": len(orphans)},
+            observed={
+                "live": [f"{r.type} {r.id}" for r in live],
+                "orphans": len(orphans),
+                "drill_leftovers": [o.live.id for o in leftovers],
+            },
         )
     ]
-    if not orphans:
-        return [
-            CheckResult(
-                check_id="ORPHAN-001",
-                title="Every project-named resource in AWS is tracked by Terraform state",
-                status=Status.PASS,
-                subject=f"{len(live)} resources",
-                message=f"{len(live)} project-named resources, all in state",
-                evidence=evidence,
-            )
-        ]
-    return [
-        CheckResult(
-            check_id="ORPHAN-001",
-            title="Every project-named resource in AWS is tracked by Terraform state",
-            status=Status.FAIL,
-            subject=f"{o.live.type} {o.live.id}",
-            message=f"{o.live.type} {o.live.id} exists in AWS but not in the {environment} state; "
-            f"adopt it: {o.adopt_command(environment)}",
+
+    def result(check_id: str, title: str, status: Status, subject: str, message: str):
+        return CheckResult(
+            check_id=check_id,
+            title=title,
+            status=status,
+            subject=subject,
+            message=message,
             evidence=evidence,
         )
-        for o in orphans
+
+    tracked = "Every project-named resource in AWS is tracked by Terraform state"
+    results = [
+        result(
+            "ORPHAN-002",
+            "No restore-drill copy left behind",
+            Status.FAIL,
+            f"{o.live.type} {o.live.id}",
+            f"{o.live.id} is a PITR restore-drill copy of {environment} data that a killed or "
+            f"failed drill left behind; remove it: {delete_command(o.live.id, region)}",
+        )
+        for o in leftovers
+    ]
+    if not orphans:
+        count = len(live) - len(leftovers)
+        return [
+            *results,
+            result(
+                "ORPHAN-001",
+                tracked,
+                Status.PASS,
+                f"{len(live)} resources",
+                f"{count} project-named resources, all in state",
+            ),
+        ]
+    return [
+        *results,
+        *(
+            result(
+                "ORPHAN-001",
+                tracked,
+                Status.FAIL,
+                f"{o.live.type} {o.live.id}",
+                f"{o.live.type} {o.live.id} exists in AWS but not in the {environment} state; "
+                f"adopt it: {o.adopt_command(environment)}",
+            )
+            for o in orphans
+        ),
     ]

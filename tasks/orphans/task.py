@@ -36,7 +36,7 @@ def orphan_scan(settings: RolloutSettings, run_dir: Path, region: str) -> list[C
     state = terraform.state_document()
     live, orphans = scan(environment, region, state, applied_plan(run_dir, terraform.workspace))
     results = orphan_results(
-        environment, live, orphans, f"AWS ({region}) vs the {environment} state"
+        environment, live, orphans, f"AWS ({region}) vs the {environment} state", region
     )
     publish(f"{environment}-orphans", results, "Resources outside Terraform state")
     return results

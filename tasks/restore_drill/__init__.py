@@ -1,0 +1,1 @@
+"""Runbook step: a PITR restore drill (restore to T into a copy, compare, delete)."""
