@@ -63,6 +63,7 @@ SHARED_STAGING_MODULES = (
     "test_drift.py",
     "test_e2e.py",
     "test_pitr.py",
+    "test_restore_drill.py",
 )
 ENV = "staging"
 

@@ -30,9 +30,8 @@ from tasks.restore_drill.checks import (
     short_run_id,
 )
 from tasks.restore_drill.task import DrillFailed, DrillRefused, restore_drill, run_drill
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 ENV = "staging"
@@ -142,8 +141,7 @@ def test_guardrail_catches_a_deploy_role_that_cannot_restore(infra):
 # -- against the sandbox --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def staging(prefect_api, tmp_path_factory):
-    reset_moto()
-    return apply_environment(ENV, tmp_path_factory.mktemp("plan"))
+    return shared_staging(tmp_path_factory.mktemp("plan"))
 
 
 @pytest.fixture
