@@ -34,7 +34,7 @@ def drift_detection(
 
     # (a) configuration and state agree; a non-empty plan is a finding, not a crash.
     replan = replan_is_noop.with_options(retry_condition_fn=retry_unless(ReplanNotEmpty))(
-        settings, run_dir, return_state=True
+        settings, run_dir, first_step=True, return_state=True
     )
     if replan.is_completed():
         planned = replan.result()

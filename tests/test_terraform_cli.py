@@ -787,3 +787,20 @@ def test_a_workspace_creation_blocked_by_its_own_lock_recovers(
     assert planned.summary.has_changes
     assert small_root.lock_items() == []
     assert small_root.serial("staging") is not None
+
+
+def test_later_steps_of_a_run_use_the_copy_its_plan_made(sandbox, infra, tmp_path: Path) -> None:
+    """An edit of infra/ during a run changes neither what the re-plan checks nor a copy in use."""
+    from mirror_rollout.provisioners import make_provisioner
+    from mirror_rollout.settings import RolloutSettings
+
+    settings = RolloutSettings(environment="staging", backend="sandbox", root=infra.root)
+    work = tmp_path / "run" / "terraform"
+    make_provisioner(settings, work, first_step=True)._working_copy()
+    applied = (work / "variables.tf").read_text()
+    infra.edit("terraform/variables.tf", "default     = 10", "default     = 20")
+
+    make_provisioner(settings, work)._working_copy()  # apply, re-plan, orphan scan
+    assert (work / "variables.tf").read_text() == applied
+    make_provisioner(settings, work, first_step=True)._working_copy()  # the next run's plan
+    assert "default     = 20" in (work / "variables.tf").read_text()

@@ -29,6 +29,7 @@ def terraform_for(
     work_dir: Path,
     *,
     bootstrap_state: bool = True,
+    keep_copy: bool = False,
 ) -> TerraformCli:
     """Terraform for ``environment`` in a working copy at ``work_dir`` (created or refreshed).
 
@@ -36,9 +37,12 @@ def terraform_for(
     checked to be loopback), makes sure the state bucket and lock table exist there
     (unless ``bootstrap_state`` is False: a later step of a run whose plan did it),
     and writes the override; "aws" runs Terraform exactly as an operator would.
+    ``keep_copy``: an existing working copy is used as it is (see TerraformCli).
     """
     if backend != "sandbox":
-        return TerraformCli(environment, root=root, work_dir=work_dir, backend=backend)
+        return TerraformCli(
+            environment, root=root, work_dir=work_dir, backend=backend, keep_copy=keep_copy
+        )
     from mirror_rollout.aws import new_session
     from mirror_rollout.provisioners import sandbox_override as so
     from mirror_rollout.provisioners.state_backend import bootstrap, read_backend
@@ -57,14 +61,17 @@ def terraform_for(
         override=so.render_override(raw, endpoint, assume_role_arn=sandbox_role_arn(environment)),
         gaps=so.sandbox_gaps(raw),
         backend=backend,
+        keep_copy=keep_copy,
     )
 
 
 def make_provisioner(settings, work_dir: Path, *, first_step: bool = False) -> TerraformCli:
     """Terraform for a rollout's settings (environment, backend, root).
 
-    Only a run's ``first_step`` (its plan) bootstraps the sandbox's state backend; the
-    steps after it find the bucket and lock table that plan used.
+    Only a run's ``first_step`` (its plan) bootstraps the sandbox's state backend and
+    copies the root; the steps after it use the bucket, lock table and working copy that
+    plan used (steps running side by side never copy it at once, and an edit of infra/
+    during the run does not change what the re-plan checks).
     """
     return terraform_for(
         settings.environment,
@@ -72,4 +79,5 @@ def make_provisioner(settings, work_dir: Path, *, first_step: bool = False) -> T
         settings.root,
         work_dir,
         bootstrap_state=first_step,
+        keep_copy=not first_step,
     )

@@ -454,6 +454,7 @@ class TerraformCli:
         gaps: list[SandboxGap] | None = None,
         binary: str | None = None,
         backend: str | None = None,
+        keep_copy: bool = False,
     ):
         self.root = Path(root or PROJECT_ROOT).resolve()
         self.environment = parse_environment(environment, self.root)
@@ -482,6 +483,9 @@ class TerraformCli:
         self.backend_config = dict(backend_config or {})
         self.extra_env = dict(extra_env or {})
         self.override = override
+        #: A later step of a run (apply, re-plan, orphan scan) works on the copy its plan
+        #: made, even if the root changed since: the re-plan checks the applied code.
+        self.keep_copy = keep_copy
         self.gaps = list(gaps or [])
         #: "sandbox" or "aws" when known (named in the force-unlock command of a held lock).
         self.backend = backend
@@ -498,8 +502,10 @@ class TerraformCli:
         orphan scan), so an up-to-date copy is left alone rather than rewritten under them.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        fingerprint = self._source_fingerprint()
         marker = self.workdir / ".mirror-rollout-copy"
+        if self.keep_copy and marker.is_file():
+            return
+        fingerprint = self._source_fingerprint()
         if marker.is_file() and marker.read_text() == fingerprint:
             return
         for old in self.workdir.iterdir():  # the root's files as they are now, nothing stale

@@ -78,11 +78,16 @@ def outputs_markdown(environment: str, result: ApplyResult) -> str:
     retries=2,
     retry_delay_seconds=[2, 10],
 )
-def replan_is_noop(settings: RolloutSettings, out_dir: Path) -> PlanResult:
-    """After apply, a refreshing plan must change nothing (Terraform's -detailed-exitcode 0)."""
-    result = make_provisioner(settings, working_copy(out_dir)).plan(
-        Path(out_dir) / "replan", replan=True
-    )
+def replan_is_noop(
+    settings: RolloutSettings, out_dir: Path, first_step: bool = False
+) -> PlanResult:
+    """After apply, a refreshing plan must change nothing (Terraform's -detailed-exitcode 0).
+
+    In a rollout it plans the copy the rollout applied; as a run's ``first_step`` (drift
+    detection) it copies the root as it is now.
+    """
+    terraform = make_provisioner(settings, working_copy(out_dir), first_step=first_step)
+    result = terraform.plan(Path(out_dir) / "replan", replan=True)
     if result.exit_code == 2 or result.summary.has_changes:
         document = result.document
         changed = [
