@@ -27,6 +27,10 @@ BY_ID = {p.id: p for p in PLANE.patterns}
 CMK = "arn:aws:kms:us-east-1:123456789012:key/k"
 
 
+def said(*args) -> list[str]:
+    return [message for _, message in mismatches(*args)]
+
+
 def shape(**changes) -> TableShape:
     base = dict(
         name="mirror-dissonance-staging-consent",
@@ -57,35 +61,35 @@ def test_the_access_patterns_agree_with_the_naming_contract():
 
 def test_each_mismatch_names_both_sides():
     consent, use = BY_ID["consent-record-put"], PLANE.tables["consent"]
-    assert mismatches(consent, use, shape(), CMK) == []
-    assert mismatches(consent, use, shape(keys={"orgId": "S"}), CMK) == [
+    assert said(consent, use, shape(), CMK) == []
+    assert said(consent, use, shape(keys={"orgId": "S"}), CMK) == [
         "consent adapter keys pk/sk; table keys orgId"
     ]
-    assert mismatches(consent, use, shape(keys={"pk": "S", "sk": "N"})) == [
+    assert said(consent, use, shape(keys={"pk": "S", "sk": "N"})) == [
         "consent adapter keys pk:S/sk:S; table keys pk:S/sk:N"
     ]
-    assert mismatches(consent, use, None) == ["consent adapter uses table consent; no such table"]
-    assert mismatches(consent, use, shape(sse="DEFAULT")) == [
+    assert said(consent, use, None) == ["consent adapter uses table consent; no such table"]
+    assert said(consent, use, shape(sse="DEFAULT")) == [
         "consent adapter expects SSE-KMS with the project CMK; table SSE is DEFAULT"
     ]
     # the consent adapter writes expiresAt as an ISO string: a TTL on it would never expire
-    assert mismatches(consent, use, shape(ttl="expiresAt", ttl_status="ENABLED")) == [
+    assert said(consent, use, shape(ttl="expiresAt", ttl_status="ENABLED")) == [
         "consent adapter writes expiresAt as S; table TTL reads expiresAt as epoch seconds (N)"
     ]
 
     counter, use = BY_ID["block-counter-increment"], PLANE.tables["block-counter"]
     old = shape(keys={"bucketKey": "S"}, ttl="expiresAt", ttl_status="ENABLED")
-    assert mismatches(counter, use, old) == [
+    assert said(counter, use, old) == [
         "block counter adapter writes its expiry to ttl; table TTL attribute is expiresAt"
     ]
     off = shape(keys={"bucketKey": "S"}, ttl="ttl", ttl_status="DISABLED")
-    assert mismatches(counter, use, off) == [
+    assert said(counter, use, off) == [
         "block counter adapter writes its expiry to ttl; table TTL on ttl is DISABLED"
     ]
 
     query, use = BY_ID["fp-event-by-finding"], PLANE.tables["fp-events"]
     keys_only = shape(indexes={"FindingIndex": ({"gsi1pk": "S", "gsi1sk": "S"}, "KEYS_ONLY")})
-    assert mismatches(query, use, keys_only) == [
+    assert said(query, use, keys_only) == [
         "FP store adapter queries FindingIndex on gsi1pk:S/gsi1sk:S (ALL); "
         "table FindingIndex is on gsi1pk:S/gsi1sk:S (KEYS_ONLY)"
     ]

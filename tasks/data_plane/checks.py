@@ -60,52 +60,55 @@ def shape_from_describe(table: Mapping[str, Any], ttl: Mapping[str, Any]) -> Tab
     )
 
 
+Mismatch = tuple[str, str]  # (aspect: table, keys, index, ttl or sse; the sentence)
+
+
 def mismatches(
     pattern: AccessPattern, use: TableUse, shape: TableShape | None, cmk_arn: str | None = None
-) -> list[str]:
+) -> list[Mismatch]:
     """What of ``shape`` breaks ``pattern`` (empty when the table serves it)."""
     who = f"{pattern.adapter} adapter"
     if shape is None:
-        return [f"{who} uses table {pattern.table}; no such table"]
-    problems = []
+        return [("table", f"{who} uses table {pattern.table}; no such table")]
+    problems: list[Mismatch] = []
     if list(pattern.keys) != list(shape.keys):
-        problems.append(f"{who} keys {_keys(pattern.keys)}; table keys {_keys(shape.keys)}")
-    elif pattern.keys != shape.keys:
         problems.append(
-            f"{who} keys {_keys(pattern.keys, True)}; table keys {_keys(shape.keys, True)}"
+            ("keys", f"{who} keys {_keys(pattern.keys)}; table keys {_keys(shape.keys)}")
         )
+    elif pattern.keys != shape.keys:
+        typed = f"{who} keys {_keys(pattern.keys, True)}; table keys {_keys(shape.keys, True)}"
+        problems.append(("keys", typed))
     if pattern.index:
         wanted = pattern.index
         found = shape.indexes.get(wanted.name)
         said = f"{who} queries {wanted.name} on {_keys(wanted.keys, True)} ({wanted.projection})"
         if found is None:
-            problems.append(f"{said}; table has no index {wanted.name}")
+            problems.append(("index", f"{said}; table has no index {wanted.name}"))
         elif (dict(found[0]), found[1]) != (wanted.keys, wanted.projection):
-            problems.append(
-                f"{said}; table {wanted.name} is on {_keys(found[0], True)} ({found[1]})"
-            )
+            on = f"{_keys(found[0], True)} ({found[1]})"
+            problems.append(("index", f"{said}; table {wanted.name} is on {on}"))
     if pattern.ttl:
         said = f"{who} writes its expiry to {pattern.ttl}"
         if shape.ttl is None:
-            problems.append(f"{said}; table has no TTL attribute")
+            problems.append(("ttl", f"{said}; table has no TTL attribute"))
         elif shape.ttl != pattern.ttl:
-            problems.append(f"{said}; table TTL attribute is {shape.ttl}")
+            problems.append(("ttl", f"{said}; table TTL attribute is {shape.ttl}"))
         elif shape.ttl_status is not None and shape.ttl_status not in TTL_ON:
-            problems.append(f"{said}; table TTL on {shape.ttl} is {shape.ttl_status}")
+            problems.append(("ttl", f"{said}; table TTL on {shape.ttl} is {shape.ttl_status}"))
     elif shape.ttl and pattern.writes.get(shape.ttl) not in (None, "N"):
         kind = pattern.writes[shape.ttl]
         problems.append(
-            f"{who} writes {shape.ttl} as {kind}; table TTL reads {shape.ttl} as epoch seconds (N)"
+            (
+                "ttl",
+                f"{who} writes {shape.ttl} as {kind}; table TTL reads {shape.ttl} as epoch seconds (N)",
+            )
         )
     if use.encryption == "KMS":
+        said = f"{who} expects SSE-KMS with the project CMK"
         if shape.sse != "KMS":
-            problems.append(
-                f"{who} expects SSE-KMS with the project CMK; table SSE is {shape.sse or 'off'}"
-            )
+            problems.append(("sse", f"{said}; table SSE is {shape.sse or 'off'}"))
         elif cmk_arn and shape.sse_key and shape.sse_key != cmk_arn:
-            problems.append(
-                f"{who} expects SSE-KMS with the project CMK {cmk_arn}; table key is {shape.sse_key}"
-            )
+            problems.append(("sse", f"{said} {cmk_arn}; table key is {shape.sse_key}"))
     return problems
 
 

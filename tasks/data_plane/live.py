@@ -61,7 +61,7 @@ def table_results(
         shape = shapes.get(short)
         patterns = [p for p in plane.patterns if p.table == short]
         problems = list(
-            dict.fromkeys(m for p in patterns for m in mismatches(p, use, shape, cmk_arn))
+            dict.fromkeys(m for p in patterns for _, m in mismatches(p, use, shape, cmk_arn))
         )
         observed: dict[str, Any] = {"patterns": [p.id for p in patterns], "exists": bool(shape)}
         if shape:
