@@ -29,6 +29,7 @@ from tasks.checklist.stages import (
 )
 from tasks.checklist.task import production_checklist
 from tasks.dashboard.task import dashboard
+from tasks.data_plane.task import data_plane_contract
 from tasks.drift.task import record_baseline
 from tasks.e2e.task import e2e_cycle
 from tasks.expectations.records import alarm_records, pitr_records
@@ -212,6 +213,10 @@ def _rollout(
         f"GX-{name}": validate.submit(name, records, env, str(run_dir))
         for name, records in suites.items()
     }
+    # After the E2E: the Oracle's access patterns (infra/data-plane.yaml) against the live tables.
+    suite_futures["DATAPLANE"] = data_plane_contract.submit(
+        env, region, settings.backend, str(settings.root)
+    )
     validations |= _collect(suite_futures)
     for found in validations.values():
         results += found

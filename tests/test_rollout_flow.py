@@ -41,10 +41,16 @@ def test_approved_staging_rollout_applies_and_replans_clean(rollout, tmp_path):
         "staging-alarms",
         "staging-dashboard",
         "staging-production-checklist",
+        "staging-data-plane-contract",
     } <= artifacts.keys()
     checklist = artifacts["staging-production-checklist"]
     assert "- [x] Re-plan after apply is empty" in checklist
-    assert "- [ ] AWS Backup plan covers the three tables — **SKIPPED**" in checklist
+    assert "- [x] Data-plane contract: the live tables serve every access pattern" in checklist
+    assert "**PASS**" not in checklist
+    assert (
+        "- [ ] AWS Backup plan covers the three tables — SKIPPED: BACKUP-001: moto does not implement CreateBackupSelection"
+        in checklist
+    )
     assert result["plan_sha256"] in artifacts["staging-plan"]
     assert (
         "alice" in artifacts["staging-approval"] and "looks right" in artifacts["staging-approval"]
