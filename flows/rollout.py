@@ -14,6 +14,8 @@ from mirror_rollout.results import CheckResult, Status
 from mirror_rollout.rollout_slot import environment_slot
 from mirror_rollout.settings import RolloutSettings
 from tasks.alarms.task import alarm_probe
+from tasks.app_integration.checks import plan_outputs
+from tasks.app_integration.task import app_integration
 from tasks.apply.task import apply, replan_is_noop
 from tasks.approval.form import approval_markdown, approvals_needed
 from tasks.approval.pause import request_approvals
@@ -79,11 +81,15 @@ def infra_rollout(
     gcp_project: str | None = None,
     gcp_kms_key: str | None = None,
     busy_wait_seconds: int = 3600,
+    oracle_repo: str | None = None,
+    oracle_test_command: str | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval.
 
     One rollout per environment at a time: another one waits up to busy_wait_seconds
     for the environment's slot (0: fails at once, naming the rollout that holds it).
+    oracle_repo / oracle_test_command (else the Prefect variables of those names): the
+    Oracle's checkout and the command that runs its integration suite against the environment.
     """
     settings, run_dir = start_run(
         environment=environment,
@@ -95,7 +101,10 @@ def infra_rollout(
         root=root,
     )
     with environment_slot(settings.environment, settings.busy_wait_seconds, flow_run.get_id()):
-        return _rollout(settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key)
+        oracle = (oracle_repo, oracle_test_command)
+        return _rollout(
+            settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key, oracle
+        )
 
 
 def _rollout(
@@ -105,6 +114,7 @@ def _rollout(
     github_repo: str | None,
     gcp_project: str | None,
     gcp_kms_key: str | None,
+    oracle: tuple[str | None, str | None] = (None, None),
 ) -> dict:
     env = settings.environment
     logger = get_run_logger()
@@ -217,6 +227,9 @@ def _rollout(
     suite_futures["DATAPLANE"] = data_plane_contract.submit(
         env, region, settings.backend, str(settings.root)
     )
+    # The Oracle's own integration suite, told the names Terraform output (SKIPPED unconfigured).
+    outputs = applied.outputs if planned.summary.has_changes else plan_outputs(planned.document)
+    suite_futures["APPINT"] = app_integration.submit(env, region, outputs, str(run_dir), *oracle)
     validations |= _collect(suite_futures)
     for found in validations.values():
         results += found

@@ -48,6 +48,11 @@ def test_approved_staging_rollout_applies_and_replans_clean(rollout, tmp_path):
     assert "- [x] Data-plane contract: the live tables serve every access pattern" in checklist
     assert "**PASS**" not in checklist
     assert (
+        "- [ ] The Oracle's own integration suite passes against the environment — SKIPPED: "
+        "APPINT-001: no Oracle checkout configured: set the flow parameters oracle_repo and "
+        "oracle_test_command"
+    ) in checklist
+    assert (
         "- [ ] AWS Backup plan covers the three tables — SKIPPED: BACKUP-001: moto does not implement CreateBackupSelection"
         in checklist
     )
