@@ -5,6 +5,10 @@ destructive replace that needs allow_destroy)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -187,6 +191,17 @@ def test_a_consent_table_reverted_to_orgid_fails_naming_both_sides(staging, tmp_
         within='resource "aws_dynamodb_table" "consent"',
     )
     apply_environment(ENV, tmp_path / "old-plan", root=old.root)
+    consent_table = contract.name(ENV, "consent")
+    old_item = {
+        "orgId": {"S": "acme"},
+        "consent": {"S": "granted"},
+        "scope": {"S": "fp-events"},
+        "grantedAt": {"S": "2026-01-02T03:04:05.000Z"},
+        "grantedBy": {"S": "dana"},
+    }
+    client("dynamodb").put_item(TableName=consent_table, Item=old_item)
+    export = tmp_path / "consent-orgid.json"
+    export.write_text(json.dumps(client("dynamodb").scan(TableName=consent_table)))
     with pytest.raises(ValidationFailed) as failed:
         data_plane_contract.fn(ENV, REGION, "sandbox")
     by_id = {r.check_id: r for r in failed.value.results}
@@ -214,3 +229,44 @@ def test_a_consent_table_reverted_to_orgid_fails_naming_both_sides(staging, tmp_
     terraform.apply(Path(planned.plan_file), planned.sha256)
     results = data_plane_contract.fn(ENV, REGION, "sandbox")
     assert {r.status for r in results} == {Status.PASS}
+
+    # The README's migration: the export re-keyed by scripts/rekey_consent.py, written back,
+    # and read as the consent adapter reads it (the summary of org#sha256(orgId)).
+    assert client("dynamodb").scan(TableName=consent_table)["Items"] == []  # replaced: empty
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "rekey_consent.py"), str(export)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for line in done.stdout.splitlines():
+        client("dynamodb").put_item(TableName=consent_table, Item=json.loads(line))
+    pk = "org#" + hashlib.sha256(b"acme").hexdigest()
+    summary = client("dynamodb").get_item(
+        TableName=consent_table, Key={"pk": {"S": pk}, "sk": {"S": "consent#summary"}}
+    )["Item"]
+    (entry,) = summary["records"]["L"]
+    assert entry["M"]["scope"] == {"S": "fp-events"} and entry["M"]["revoked"] == {"BOOL": False}
+    record = client("dynamodb").get_item(
+        TableName=consent_table, Key={"pk": {"S": pk}, "sk": entry["M"]["sk"]}
+    )["Item"]
+    assert record["grantedBy"] == {"S": hashlib.sha256(b"dana").hexdigest()}
+    assert "acme" not in json.dumps(record)
+    for line in done.stdout.splitlines():
+        item = json.loads(line)
+        client("dynamodb").delete_item(
+            TableName=consent_table, Key={"pk": item["pk"], "sk": item["sk"]}
+        )
+
+
+def test_the_rekey_script_refuses_what_is_no_scan_export(tmp_path):
+    bad = tmp_path / "old.json"
+    bad.write_text("[]")
+    done = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts" / "rekey_consent.py"), str(bad)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"cannot read {bad} as a DynamoDB scan export")
+    assert "aws dynamodb scan --table-name TABLE --output json" in done.stderr

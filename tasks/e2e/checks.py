@@ -305,7 +305,7 @@ def consent_record(
 def summary_entry(record: Mapping[str, Any]) -> dict[str, Any]:
     """What the summary item's ``records`` list holds of one record."""
     keys = ("sk", "scope", "repoId", "grantedAt", "expiresAt", "revoked")
-    return {k: record[k] for k in keys}
+    return {k: record[k] for k in keys if record.get(k) is not None}
 
 
 def judge_consent(
