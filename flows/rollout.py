@@ -15,6 +15,8 @@ from mirror_rollout.results import CheckResult, Status
 from mirror_rollout.rollout_slot import environment_slot
 from mirror_rollout.settings import RolloutSettings
 from tasks.alarms.task import alarm_probe
+from tasks.app_integration.checks import plan_outputs
+from tasks.app_integration.task import app_integration
 from tasks.apply.task import apply, replan_is_noop
 from tasks.approval.form import approval_markdown, approvals_needed
 from tasks.approval.pause import request_approvals
@@ -30,6 +32,7 @@ from tasks.checklist.stages import (
 )
 from tasks.checklist.task import production_checklist
 from tasks.dashboard.task import dashboard
+from tasks.data_plane.task import data_plane_contract
 from tasks.drift.task import capture_snapshot, record_baseline
 from tasks.e2e.task import e2e_cycle
 from tasks.expectations.records import alarm_records, pitr_records
@@ -91,6 +94,8 @@ def infra_rollout(
     gcp_kms_key: str | None = None,
     busy_wait_seconds: int = 3600,
     restore_drill: bool | None = None,
+    oracle_repo: str | None = None,
+    oracle_test_command: str | None = None,
 ) -> dict:
     """Take infra/terraform to a verified environment; nothing is applied without approval.
 
@@ -98,6 +103,8 @@ def infra_rollout(
     for the environment's slot (0: fails at once, naming the rollout that holds it).
     restore_drill: run the PITR restore drill after the E2E cycle (None: on for every
     environment but production, where a restore on AWS takes minutes to hours and costs money).
+    oracle_repo / oracle_test_command (else the Prefect variables of those names): the
+    Oracle's checkout and the command that runs its integration suite against the environment.
     """
     settings, run_dir = start_run(
         environment=environment,
@@ -109,8 +116,16 @@ def infra_rollout(
         root=root,
     )
     with environment_slot(settings.environment, settings.busy_wait_seconds, flow_run.get_id()):
+        oracle = (oracle_repo, oracle_test_command)
         return _rollout(
-            settings, run_dir, e2e_driver, github_repo, gcp_project, gcp_kms_key, restore_drill
+            settings,
+            run_dir,
+            e2e_driver,
+            github_repo,
+            gcp_project,
+            gcp_kms_key,
+            restore_drill,
+            oracle,
         )
 
 
@@ -122,6 +137,7 @@ def _rollout(
     gcp_project: str | None,
     gcp_kms_key: str | None,
     restore_drill: bool | None = None,
+    oracle: tuple[str | None, str | None] = (None, None),
 ) -> dict:
     env = settings.environment
     logger = get_run_logger()
@@ -237,6 +253,13 @@ def _rollout(
         f"GX-{name}": validate.submit(name, records, env, str(run_dir))
         for name, records in suites.items()
     }
+    # After the E2E: the Oracle's access patterns (infra/data-plane.yaml) against the live tables.
+    suite_futures["DATAPLANE"] = data_plane_contract.submit(
+        env, region, settings.backend, str(settings.root)
+    )
+    # The Oracle's own integration suite, told the names Terraform output (SKIPPED unconfigured).
+    outputs = applied.outputs if planned.summary.has_changes else plan_outputs(planned.document)
+    suite_futures["APPINT"] = app_integration.submit(env, region, outputs, str(run_dir), *oracle)
     validations |= _collect(suite_futures)
     for found in validations.values():
         results += found

@@ -34,8 +34,8 @@ TABLES: tuple[TableSpec, ...] = (
         "expiresAt",
         ("FindingIndex", "gsi1pk", "gsi1sk"),
     ),
-    TableSpec("consent", "aws_dynamodb_table.consent", "orgId"),
-    TableSpec("block-counter", "aws_dynamodb_table.block_counter", "bucketKey", None, "expiresAt"),
+    TableSpec("consent", "aws_dynamodb_table.consent", "pk", "sk"),
+    TableSpec("block-counter", "aws_dynamodb_table.block_counter", "bucketKey", None, "ttl"),
 )
 
 

@@ -11,23 +11,44 @@ from mirror_rollout.results import CheckResult, Status
 
 
 class Capabilities(BaseModel):
-    """What the target environment can demonstrate. Checks needing more report SKIPPED with ``reason``."""
+    """What the target environment can demonstrate. A check needing more reports SKIPPED with
+    ``why(<capability>)``: each capability's own reason, the precise behaviour of the backend."""
 
+    alarm_history: bool
     alarm_notifications: bool
     email_delivery: bool
     backup_selections: bool
-    reason: str = ""
+    reasons: dict[str, str] = {}
+
+    def why(self, capability: str) -> str:
+        return self.reasons.get(capability, f"the backend cannot show {capability}")
+
+
+#: What moto does (measured on this project's moto), per capability the sandbox lacks.
+SANDBOX_REASONS = {
+    "alarm_history": "moto does not implement DescribeAlarmHistory "
+    '("The describe_alarm_history action has not been implemented")',
+    "alarm_notifications": "moto's SetAlarmState changes the alarm state but runs none of its "
+    "actions: nothing is published to the ops topic",
+    "email_delivery": "moto accepts e-mail subscriptions but delivers no e-mail",
+    "backup_selections": "moto does not implement CreateBackupSelection "
+    '(HTTP 500 "The create_backup_selection action has not been implemented"), '
+    "so no selection exists to read",
+}
 
 
 def capabilities(backend: str) -> Capabilities:
     if backend == "sandbox":
         return Capabilities(
+            alarm_history=False,
             alarm_notifications=False,
             email_delivery=False,
             backup_selections=False,
-            reason="the sandbox (moto) does not fire alarm actions, keeps no alarm history, sends no e-mail and has no AWS Backup selections",
+            reasons=SANDBOX_REASONS,
         )
-    return Capabilities(alarm_notifications=True, email_delivery=True, backup_selections=True)
+    return Capabilities(
+        alarm_history=True, alarm_notifications=True, email_delivery=True, backup_selections=True
+    )
 
 
 def overall(results: Iterable[CheckResult]) -> Status:

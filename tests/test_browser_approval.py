@@ -13,6 +13,7 @@ docs/img/approval-form.png), ``approval-record.png`` and ``production-checklist.
 
     MIRROR_ROLLOUT_SCREENSHOTS=out/screenshots .venv/bin/pytest tests/test_browser_approval.py
     cp out/screenshots/approval-form.png docs/img/approval-form.png
+    cp out/screenshots/production-checklist.png docs/img/production-checklist.png
 
 Needs the system's chromium at /usr/bin/chromium (Debian package ``chromium``);
 Playwright only drives it, no browser is downloaded.
@@ -191,4 +192,7 @@ def test_reviewer_approves_in_the_prefect_ui(sandbox, rollout, screenshots):
         ).to_be_visible()
         expect(page.get_by_text(f"plan sha256: {result['plan_sha256']}")).to_be_visible()
         expect(page.get_by_text("Plan approved by the required reviewers").first).to_be_visible()
-        page.screenshot(path=screenshots / "production-checklist.png")
+        # Ticked items read "— PASS: …": the UI shows **bold** inside task-list items literally.
+        expect(page.get_by_text(re.compile(r"— PASS: \d+ check\(s\) passed")).first).to_be_visible()
+        expect(page.get_by_text("**")).to_have_count(0)
+        page.screenshot(path=screenshots / "production-checklist.png", full_page=True)

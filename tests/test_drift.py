@@ -180,7 +180,7 @@ def test_snapshot_holds_the_contract(staging):
     assert live[CONSENT]["pitr"] == "ENABLED"
     assert live[CONSENT]["sse_kms_key"] == key_arn
     assert live[CONSENT]["billing_mode"] == "PAY_PER_REQUEST"
-    assert live[CONSENT]["key_schema"] == {"HASH": "orgId"}
+    assert live[CONSENT]["key_schema"] == {"HASH": "pk", "RANGE": "sk"}
     assert live[KEY]["rotation_enabled"] is True and live[KEY]["key_state"] == "Enabled"
     assert live[ALARM_KEY]["threshold"] == 10.0
     assert live[ALARM_KEY]["alarm_actions"] == [applied.outputs["sns_topic_arn"]]

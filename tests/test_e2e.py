@@ -3,8 +3,10 @@ fake of the GitHub REST API) on staging deployed with the sandbox engine onto mo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import threading
 from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
@@ -69,8 +71,10 @@ def test_redaction_is_keyed_and_deterministic():
 def test_judgements():
     assert checks.judge_duplicate("ConditionalCheckFailedException").status is Status.PASS
     assert checks.judge_duplicate(None).status is Status.FAIL
-    assert checks.judge_counter(4, 5).status is Status.PASS
-    assert checks.judge_counter(4, 6).status is Status.FAIL
+    assert checks.judge_counter(4, {"count": 5, "ttl": 1_800_000_000}).status is Status.PASS
+    assert checks.judge_counter(4, {"count": 6, "ttl": 1_800_000_000}).status is Status.FAIL
+    assert checks.judge_counter(4, {"count": 5, "ttl": "tomorrow"}).status is Status.FAIL
+    assert checks.judge_counter(4, None).status is Status.FAIL
     head = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "arn:k", "VersionId": "v1"}
     assert checks.judge_baseline(head, "arn:k").status is Status.PASS
     assert checks.judge_baseline(head | {"VersionId": "null"}, "arn:k").status is Status.FAIL
@@ -83,6 +87,35 @@ def test_judgements():
     assert checks.judge_check_run(None, 10, 10).status is Status.FAIL
     assert checks.judge_read_back([item()], item()).status is Status.PASS
     assert checks.judge_read_back([], item()).status is Status.FAIL
+
+
+def test_block_counter_and_consent_items_have_the_adapters_shapes():
+    assert checks.block_counter_key("MD-001", "acme", T0) == "MD-001:acme:2026-11-27T12:00:00.000Z"
+    values = checks.block_counter_values(T0)
+    assert values[":ttl"] == int(T0.timestamp()) + 24 * 3600 and values[":one"] == 1
+    assert checks.BLOCK_COUNTER_UPDATE == (
+        "ADD #count :one SET #ttl = if_not_exists(#ttl, :ttl), #timestamp = :timestamp"
+    )
+    record = checks.consent_record(
+        org_id="acme",
+        repo_id="acme/app",
+        scope="fp-calibration",
+        granted_by="dana",
+        record_id="u-1",
+        moment=T0,
+    )
+    digest = hashlib.sha256(b"acme").hexdigest()
+    assert record["pk"] == f"org#{digest}" and record["orgId"] == digest
+    assert record["sk"] == "consent#fp-calibration#u-1"
+    assert record["grantedBy"] == hashlib.sha256(b"dana").hexdigest()
+    assert record["expiresAt"] == "2027-11-27T12:00:00.123Z" and record["revoked"] is False
+    assert "acme" not in {v for k, v in record.items() if k != "repoId"}
+    summary = {"records": [checks.summary_entry(record)]}
+    assert checks.judge_consent(summary, record, T0).status is Status.PASS
+    assert checks.judge_consent(None, record, T0).status is Status.FAIL
+    assert checks.judge_consent({"records": []}, record, T0).status is Status.FAIL
+    later = T0.replace(year=2028)
+    assert "expired" in checks.judge_consent(summary, record, later).message
 
 
 def test_report_parsing_and_latest_run():
@@ -150,11 +183,10 @@ def latest_artifact(key: str) -> str:
     return f"{found[0].description}\n{found[0].data}"
 
 
-def counter(key: str) -> int:
-    got = client("dynamodb").get_item(
+def counter_item(key: str) -> dict:
+    return client("dynamodb").get_item(
         TableName=contract.name(ENV, "block-counter"), Key={"bucketKey": {"S": key}}
-    )
-    return int(got.get("Item", {}).get("count", {}).get("N", 0))
+    )["Item"]
 
 
 def test_local_cycle_passes_every_step(staging, caplog):
@@ -164,10 +196,10 @@ def test_local_cycle_passes_every_step(staging, caplog):
     caplog.set_level(logging.DEBUG, logger="botocore")
     first = e2e_cycle.fn(ENV, REGION, "sandbox", run_id="run-a")
     assert isinstance(first, E2EOutcome)
-    assert [r.status for r in first.results] == [Status.PASS] * 7, [
+    assert [r.status for r in first.results] == [Status.PASS] * 8, [
         (r.check_id, r.message) for r in first.results
     ]
-    assert [r.check_id for r in first.results] == [f"E2E-{n:03d}" for n in range(1, 8)]
+    assert [r.check_id for r in first.results] == [f"E2E-{n:03d}" for n in range(1, 9)]
     assert all("seconds" in r.evidence[0].observed for r in first.results)
 
     # the item read back has the contract shape, redacted context only
@@ -192,22 +224,41 @@ def test_local_cycle_passes_every_step(staging, caplog):
             ConditionExpression=checks.CONDITION_NEW_EVENT,
         )
 
-    # consent record exists for the test org
-    consent = client("dynamodb").get_item(
-        TableName=contract.name(ENV, "consent"), Key={"orgId": {"S": "phase-mirror-test"}}
+    # consent: a grant record and the summary were written as the adapter does, read back
+    # through the summary, and removed by the last step (the consent table has no TTL)
+    by_title = {r.title: r for r in first.results}
+    consented = by_title["record consent, read it through the summary"]
+    pk = consented.evidence[0].observed["pk"]
+    assert pk == "org#" + hashlib.sha256(b"phase-mirror-test").hexdigest()
+    assert consented.evidence[0].observed["sk"].startswith("consent#fp-calibration#")
+    assert by_title["remove the consent items this run wrote"].status is Status.PASS
+    assert (
+        client("dynamodb").query(
+            TableName=contract.name(ENV, "consent"),
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+        )["Items"]
+        == []
     )
-    assert consent["Item"]["consent"] == {"S": "granted"}
 
-    # the block counter goes up by exactly one per run
-    counted = {r.title: r for r in first.results}["increment block counter atomically"]
+    # the block counter: the adapter's key and UpdateItem; the item stays for inspection
+    counted = by_title["increment block counter (adapter's UpdateItem)"]
     key = counted.subject
-    after_first = counter(key)
+    assert re.fullmatch(r"MD-E2E-001:phase-mirror-test:\d{4}-\d\d-\d\dT\d\d:00:00\.000Z", key)
+    stored = counter_item(key)
+    assert set(stored) == {"bucketKey", "count", "ttl", "timestamp"}
+    ttl = int(stored["ttl"]["N"])
+    assert 0 < ttl - datetime.now(UTC).timestamp() <= 24 * 3600
+    after_first = int(stored["count"]["N"])
     second = e2e_cycle.fn(ENV, REGION, "sandbox", run_id="run-b")
-    counted2 = {r.title: r for r in second.results}["increment block counter atomically"]
-    if counted2.subject == key:  # same hour bucket
-        assert counter(key) == after_first + 1
+    counted2 = {r.title: r for r in second.results}[
+        "increment block counter (adapter's UpdateItem)"
+    ]
+    if counted2.subject == key:  # same hour bucket: one more, and if_not_exists kept the ttl
+        assert int(counter_item(key)["count"]["N"]) == after_first + 1
+        assert counter_item(key)["ttl"]["N"] == stored["ttl"]["N"]
     observed = counted2.evidence[-1].observed
-    assert observed["after"] == observed["before"] + 1
+    assert observed["after"] == observed["before"] + 1 and observed["attempts"] == 1
 
     # the baseline object is SSE-KMS with the project CMK and versioned
     head = client("s3").head_object(Bucket=staging["baselines_bucket_name"], Key="e2e/run-a.json")
@@ -220,7 +271,7 @@ def test_local_cycle_passes_every_step(staging, caplog):
 
     # no nonce value anywhere
     artifact = latest_artifact(f"{ENV}-e2e")
-    assert "E2E-007" in artifact
+    assert "E2E-008" in artifact
     texts = [caplog.text, artifact, repr(first), first.model_dump_json(), json.dumps(report)]
     for value in nonce_values():
         for text in texts:

@@ -104,6 +104,26 @@ BREAKS = {
         "MR-002",
         ("terraform/main.tf", "kms_key_arn = null", None),
     ),
+    "consent-keyed-on-orgId": (
+        (
+            "terraform/main.tf",
+            'hash_key                    = "pk"',
+            'hash_key                    = "orgId"',
+            'resource "aws_dynamodb_table" "consent"',
+        ),
+        "MR-009",
+        ("terraform/main.tf", '"orgId"', 'resource "aws_dynamodb_table" "consent"'),
+    ),
+    "block-counter-ttl-on-expiresAt": (
+        (
+            "terraform/main.tf",
+            'attribute_name = "ttl"',
+            'attribute_name = "expiresAt"',
+            'resource "aws_dynamodb_table" "block_counter"',
+        ),
+        "MR-009",
+        ("terraform/main.tf", "ttl {", 'resource "aws_dynamodb_table" "block_counter"'),
+    ),
     "kms-rotation-off": (
         (
             "terraform/main.tf",
@@ -256,8 +276,8 @@ BREAKS = {
     "ignore-changes-hides-pitr": (
         (
             "terraform/main.tf",
-            '  hash_key                    = "orgId"\n',
-            '  hash_key                    = "orgId"\n'
+            '  range_key                   = "sk"\n',
+            '  range_key                   = "sk"\n'
             "  lifecycle {\n    ignore_changes = [point_in_time_recovery]\n  }\n",
             'resource "aws_dynamodb_table" "consent"',
         ),
@@ -395,6 +415,32 @@ def test_gcp_secret_version_in_terraform_fails(infra):
 
 
 # -- static: bad input ------------------------------------------------------------------
+def test_the_old_consent_schema_fails_naming_the_adapter_and_the_table(infra):
+    within = 'resource "aws_dynamodb_table" "consent"'
+    infra.edit(
+        "terraform/main.tf",
+        'hash_key                    = "pk"\n  range_key                   = "sk"',
+        'hash_key                    = "orgId"',
+        within=within,
+    )
+    infra.edit("terraform/main.tf", 'name = "pk"', 'name = "orgId"', within=within)
+    results = evaluate_guardrails("staging", infra.root)
+    assert failing(results) == {"MR-009"}
+    (failure,) = [r for r in results if r.status is Status.FAIL]
+    assert failure.subject == "aws_dynamodb_table.consent"
+    assert failure.message == "consent adapter keys pk/sk; table keys orgId"
+
+
+def test_a_broken_access_pattern_file_fails_its_guardrail_with_the_fix(infra):
+    infra.edit("data-plane.yaml", "operation: UpdateItem", "operation: Increment")
+    results = evaluate_guardrails("staging", infra.root)
+    assert failing(results) == {"MR-009"}
+    (failure,) = [r for r in results if r.status is Status.FAIL]
+    assert failure.location == "infra/data-plane.yaml"
+    assert failure.message.startswith("infra/data-plane.yaml: patterns.4.operation: ")
+    assert "see the comment at the top of infra/data-plane.yaml" in failure.message
+
+
 def test_malformed_tf_is_one_config_error_with_file_line_and_fix(infra):
     infra.append("terraform/main.tf", 'resource "aws_sns_topic" "broken" {\n  name = \n}\n')
     with pytest.raises(ConfigError) as raised:
@@ -619,7 +665,11 @@ def drop_reference(address: str, argument: str):
 
 # case: (environment of the fixture, mutation, expected id)
 PLAN_BREAKS = {
-    "consent-hash-key": ("staging", set_("aws_dynamodb_table.consent", "hash_key", "pk"), "MR-003"),
+    "consent-hash-key": (
+        "staging",
+        set_("aws_dynamodb_table.consent", "hash_key", "orgId"),
+        "MR-003",
+    ),
     "gsi-keys-only": (
         "staging",
         set_("aws_dynamodb_table.fp_events", "global_secondary_index.projection_type", "KEYS_ONLY"),
@@ -627,7 +677,7 @@ PLAN_BREAKS = {
     ),
     "block-counter-ttl-attribute": (
         "staging",
-        set_("aws_dynamodb_table.block_counter", "ttl.attribute_name", "ttl"),
+        set_("aws_dynamodb_table.block_counter", "ttl.attribute_name", "expiresAt"),
         "MR-003",
     ),
     "production-window-7": (

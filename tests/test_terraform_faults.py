@@ -644,7 +644,7 @@ def test_a_lost_create_response_is_an_orphan_scan_fail_then_refused_until_adopte
     assert line.status is Status.FAIL
     assert (
         "- [ ] Every project resource in AWS is tracked by Terraform state (nothing left outside "
-        "it by a killed apply or a lost create response) — **FAIL**: ORPHAN-001 "
+        "it by a killed apply or a lost create response) — FAIL: ORPHAN-001 "
         f"aws_dynamodb_table {table}: aws_dynamodb_table {table} exists in AWS but not in the "
         f"staging state; adopt it: {adopt}\n"
     ) in markdown

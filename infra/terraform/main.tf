@@ -204,11 +204,20 @@ resource "aws_dynamodb_table" "fp_events" {
 resource "aws_dynamodb_table" "consent" {
   name                        = local.table_names.consent
   billing_mode                = "PAY_PER_REQUEST"
-  hash_key                    = "orgId"
+  # The Oracle's consent adapter keys records on pk = org#{sha256(orgId)},
+  # sk = consent#{scope}#... (infra/data-plane.yaml). Changing the keys replaces
+  # the table: see the README's consent-table migration before applying.
+  hash_key                    = "pk"
+  range_key                   = "sk"
   deletion_protection_enabled = var.environment == "production"
 
   attribute {
-    name = "orgId"
+    name = "pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "sk"
     type = "S"
   }
 
@@ -233,8 +242,9 @@ resource "aws_dynamodb_table" "block_counter" {
     type = "S"
   }
 
+  # The block-counter adapter writes `ttl` (epoch s, if_not_exists(ttl, now + 24 h)).
   ttl {
-    attribute_name = "expiresAt"
+    attribute_name = "ttl"
     enabled        = true
   }
 

@@ -298,8 +298,8 @@ def _history_and_notifications(
             n.removeprefix(f"{contract.PREFIX}-") for n in present
         )
         return [
-            c.skipped(c.ALARM_HISTORY, subject, caps.reason),
-            c.skipped(c.ALARM_NOTIFICATION, subject, caps.reason),
+            c.skipped(c.ALARM_HISTORY, subject, caps.why("alarm_history")),
+            c.skipped(c.ALARM_NOTIFICATION, subject, caps.why("alarm_notifications")),
         ]
     results = []
     for name in driven:

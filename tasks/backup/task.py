@@ -21,7 +21,7 @@ def backup_coverage(environment: str, region: str, backend: str) -> list[CheckRe
     caps = capabilities(backend)
     plan_name = contract.name(environment, "backup-plan")
     if not caps.backup_selections:
-        results = selection_results(environment, plan_name, None, caps.reason)
+        results = selection_results(environment, plan_name, None, caps.why("backup_selections"))
     else:
         backup = AwsClients(region, environment=environment).client("backup")
         plans = {

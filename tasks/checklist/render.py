@@ -27,28 +27,55 @@ def matches(selector: str, check_id: str) -> bool:
     )
 
 
+#: A group of more ids than this is written as a count ("14 GX-alarm_inventory checks").
+LISTED_IDS = 8
+
+
+def _natural(check_id: str) -> tuple[str, int]:
+    stem, _, number = check_id.rpartition("-")
+    return (stem, int(number)) if number.isdigit() else (check_id, -1)
+
+
+def ids_text(ids: set[str]) -> str:
+    """Check ids in full, a large group of one prefix as its count; never cut mid-id."""
+    groups: dict[str, list[str]] = {}
+    for check_id in sorted(ids, key=_natural):
+        groups.setdefault(_natural(check_id)[0], []).append(check_id)
+    parts = []
+    for stem, members in groups.items():
+        if len(members) > LISTED_IDS:
+            parts.append(f"{len(members)} {stem} checks")
+        else:
+            parts.extend(members)
+    return ", ".join(parts)
+
+
+def _reasons(results: list[CheckResult], with_subject: bool = False) -> str:
+    """Each result's own message in full (a sentence's final period dropped before the ';')."""
+    return "; ".join(
+        f"{r.check_id}{' ' + r.subject if with_subject and r.subject else ''}: "
+        + r.message.rstrip().rstrip(".")
+        for r in results
+    )
+
+
 def evaluate_line(selectors: list[str], results: list[CheckResult]) -> tuple[Status, str]:
     found = [r for r in results if any(matches(s, r.check_id) for s in selectors)]
     if not found:
         return Status.SKIPPED, "no evidence was gathered for this line in this run"
     failed = [r for r in found if r.status is Status.FAIL and r.blocking]
     if failed:
-        return Status.FAIL, "; ".join(f"{r.check_id} {r.subject}: {r.message}" for r in failed)[
-            :400
-        ]
+        return Status.FAIL, _reasons(failed, with_subject=True)
     passed = [r for r in found if r.status is Status.PASS]
     skipped = [r for r in found if r.status is Status.SKIPPED]
     if skipped and not passed:
-        return Status.SKIPPED, "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:1500]
-    detail = (
-        f"{len(passed)} check(s) passed ({', '.join(sorted({r.check_id for r in passed}))[:200]})"
-    )
+        return Status.SKIPPED, _reasons(skipped)
+    detail = f"{len(passed)} check(s) passed ({ids_text({r.check_id for r in passed})})"
     if skipped:
-        detail += "; skipped: " + "; ".join(f"{r.check_id}: {r.message}" for r in skipped)[:1500]
-        return Status.SKIPPED, detail
+        return Status.SKIPPED, f"{detail}; skipped: {_reasons(skipped)}"
     warnings = [r for r in found if r.status is Status.FAIL]
     if warnings:
-        detail += "; warnings: " + "; ".join(f"{r.check_id}: {r.message}" for r in warnings)[:300]
+        detail += f"; warnings: {_reasons(warnings)}"
     return Status.PASS, detail
 
 
@@ -67,7 +94,8 @@ def render(
         status, detail = evaluate_line(selectors, results)
         lines.append(ChecklistLine(match["text"], selectors, status, detail))
         box = "x" if status is Status.PASS else " "
-        body.append(f"- [{box}] {match['text']} — **{status.value}**: {detail}")
+        # No **bold** here: the Prefect UI shows it literally inside task-list items.
+        body.append(f"- [{box}] {match['text']} — {status.value}: {detail}")
     verdict = verdict_of(lines)
     top = [f"**Verdict: {verdict}**", ""] + [f"- {k}: {v}" for k, v in header.items()] + [""]
     text = "\n".join(body)

@@ -263,20 +263,107 @@ def judge_read_back(items: list[Mapping[str, Any]], written: Mapping[str, Any]) 
     return passed(f"read back {written['sk']} via FindingIndex", written["eventId"])
 
 
-def judge_consent(item: Mapping[str, Any] | None, org_id: str, created: bool) -> Verdict:
-    if not item:
-        return failed(f"no consent record for {org_id}", org_id)
-    state = item.get("consent") or item.get("status")
-    how = "created a test record, then read it" if created else "read the existing record"
-    if state in ("granted", True):
-        return passed(f"consent of {org_id}: {state} ({how})", org_id)
-    return failed(f"consent of {org_id} is {state!r}, not granted", org_id)
+# -- consent (the consent adapter's item shapes, DESIGN.md) -----------------------------------
+CONSENT_SUMMARY_SK = "consent#summary"
+CONSENT_VALID_DAYS = 365
 
 
-def judge_counter(before: int, after: int | None) -> Verdict:
-    if after == before + 1:
-        return passed(f"block counter {before} -> {after}")
-    return failed(f"block counter went {before} -> {after}, expected {before + 1}")
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def consent_pk(org_id: str) -> str:
+    """The consent adapter's partition key: the org id is stored hashed, never in clear."""
+    return f"org#{sha256_hex(org_id)}"
+
+
+def consent_record(
+    *,
+    org_id: str,
+    repo_id: str,
+    scope: str,
+    granted_by: str,
+    record_id: str,
+    moment: datetime,
+) -> dict[str, Any]:
+    """A consent grant as the adapter writes it: ``sk=consent#{scope}#{uuid}``."""
+    at = iso_timestamp(moment)
+    return {
+        "pk": consent_pk(org_id),
+        "sk": f"consent#{scope}#{record_id}",
+        "orgId": sha256_hex(org_id),
+        "repoId": repo_id,
+        "scope": scope,
+        "grantedBy": sha256_hex(granted_by),
+        "grantedAt": at,
+        "expiresAt": iso_timestamp(moment + timedelta(days=CONSENT_VALID_DAYS)),
+        "revoked": False,
+        "updatedAt": at,
+    }
+
+
+def summary_entry(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the summary item's ``records`` list holds of one record."""
+    keys = ("sk", "scope", "repoId", "grantedAt", "expiresAt", "revoked")
+    return {k: record[k] for k in keys if record.get(k) is not None}
+
+
+def judge_consent(
+    summary: Mapping[str, Any] | None, record: Mapping[str, Any], now: datetime
+) -> Verdict:
+    """The summary the adapter reads (``sk=consent#summary``) lists the record, granted and live."""
+    if not summary:
+        return failed(f"no consent summary under {record['pk']}", record["pk"])
+    entries = [e for e in summary.get("records") or [] if e.get("sk") == record["sk"]]
+    if not entries:
+        return failed(f"the consent summary does not list {record['sk']}", record["pk"])
+    entry = entries[0]
+    if entry.get("revoked") is not False:
+        return failed(f"{record['sk']} is listed as revoked", record["pk"])
+    if str(entry.get("expiresAt", "")) <= iso_timestamp(now):
+        return failed(f"{record['sk']} expired at {entry.get('expiresAt')}", record["pk"])
+    n = len(summary.get("records") or [])
+    return passed(
+        f"consent {record['scope']} granted until {entry['expiresAt']}; summary lists {n} record(s)",
+        record["pk"],
+    )
+
+
+# -- block counter (the block-counter adapter's UpdateItem) -------------------------------------
+BLOCK_COUNTER_UPDATE = (
+    "ADD #count :one SET #ttl = if_not_exists(#ttl, :ttl), #timestamp = :timestamp"
+)
+#: count, ttl and timestamp are DynamoDB reserved words: the adapter names them.
+BLOCK_COUNTER_NAMES = {"#count": "count", "#ttl": "ttl", "#timestamp": "timestamp"}
+
+
+def hour_start(moment: datetime) -> str:
+    """The UTC hour ``moment`` falls in, ISO-8601 with .000Z (JavaScript's toISOString)."""
+    return iso_timestamp(moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0))
+
+
+def block_counter_key(rule_id: str, org_id: str, moment: datetime) -> str:
+    """``{ruleId}:{orgId}:{hour start}``: one counter per rule, org and UTC hour."""
+    return f"{rule_id}:{org_id}:{hour_start(moment)}"
+
+
+def block_counter_values(moment: datetime) -> dict[str, Any]:
+    return {
+        ":one": 1,
+        ":ttl": int((moment + timedelta(hours=BLOCK_COUNTER_TTL_HOURS)).timestamp()),
+        ":timestamp": int(moment.timestamp() * 1000),
+    }
+
+
+def judge_counter(before: int, after: Mapping[str, Any] | None) -> Verdict:
+    """One increment, a numeric ttl (epoch s) and the update's timestamp on the item."""
+    after = plain(dict(after or {}))
+    count = after.get("count")
+    if count != before + 1:
+        return failed(f"block counter went {before} -> {count}, expected {before + 1}")
+    if not isinstance(after.get("ttl"), int):
+        return failed(f"block counter ttl is {after.get('ttl')!r}, not epoch seconds")
+    return passed(f"block counter {before} -> {count}, ttl {after['ttl']}")
 
 
 def judge_baseline(head: Mapping[str, Any], key_arn: str | None) -> Verdict:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients
+from mirror_rollout.aws import AwsClients, is_transient
 from mirror_rollout.contract import NONCE_NAME
 from mirror_rollout.results import Status
 from tasks.alarms.calls import error_code
@@ -30,6 +30,9 @@ from tasks.nonce.rules import kms_alias
 DEFAULT_ORG = "phase-mirror-test"
 DEFAULT_RULE = "MD-E2E-001"
 DEFAULT_RULE_VERSION = "1.0.0"
+DEFAULT_SCOPE = "fp-calibration"
+#: Attempts of the block-counter update, each single-shot (see increment_block_counter).
+COUNTER_ATTEMPTS = 4
 
 
 def describe_error(exc: BaseException) -> str:
@@ -51,11 +54,6 @@ def baseline_bucket(environment: str) -> str:
 
 def baseline_key(run_id: str) -> str:
     return f"e2e/{run_id}.json"
-
-
-def block_counter_key(org_id: str, rule_id: str, moment: datetime) -> str:
-    """One counter per org, rule and UTC hour."""
-    return f"org#{org_id}#rule#{rule_id}#{moment.astimezone(UTC):%Y-%m-%dT%H}"
 
 
 class DdbTable:
@@ -104,6 +102,9 @@ class DdbTable:
     def scan(self, **kwargs: Any) -> dict[str, Any]:
         return self._call("scan", **kwargs)
 
+    def delete_item(self, **kwargs: Any) -> dict[str, Any]:
+        return self._call("delete_item", **kwargs)
+
 
 class OracleClient:
     """Performs (and verifies) each data-plane operation of the Oracle, one step at a time."""
@@ -128,7 +129,10 @@ class OracleClient:
         self.tables = {t.key: t.name(environment) for t in contract.TABLES}
         self.bucket = baseline_bucket(environment)
         self.baseline_key = baseline_key(run_id)
-        self.counter_key = block_counter_key(org_id, rule_id, self.now)
+        self.counter_key = checks.block_counter_key(rule_id, org_id, self.now)
+        self.consent: dict[str, Any] | None = None
+        #: The consent items this run wrote: removed by the last step (the table has no TTL).
+        self.consent_written: dict[str, str] = {}  # sk -> "created" or "appended"
         self.steps: list[StepResult] = []
         self.item: dict[str, Any] | None = None
         self.read_back: list[dict[str, Any]] = []
@@ -143,9 +147,10 @@ class OracleClient:
                 ("record FP event (conditional put)", self.record_fp_event),
                 ("reject duplicate FP event", self.reject_duplicate),
                 ("read FP event back via FindingIndex", self.read_fp_event),
-                ("read org consent record", self.read_consent),
-                ("increment block counter atomically", self.increment_block_counter),
+                ("record consent, read it through the summary", self.record_consent),
+                ("increment block counter (adapter's UpdateItem)", self.increment_block_counter),
                 ("store run report as SSE-KMS baseline", self.store_baseline),
+                ("remove the consent items this run wrote", self.remove_consent),
             ):
                 self.steps.append(run_step(name, body, describe_error))
         finally:
@@ -269,72 +274,135 @@ class OracleClient:
         )
         return verdict
 
-    def read_consent(self) -> Verdict:
+    def record_consent(self) -> Verdict:
+        """A grant record and the org's summary item, as the consent adapter writes them; then
+        the summary read the adapter's consent check does."""
         table = self._table("consent")
-        source = f"dynamodb:GetItem {self.clients.region} {self.tables['consent']}"
-        item = table.get_item(Key={"orgId": self.org_id}, ConsistentRead=True).get("Item")
-        created = False
-        if not item:
-            try:
-                table.put_item(
-                    Item={
-                        "orgId": self.org_id,
-                        "consent": "granted",
-                        "scope": "fp-events",
-                        "grantedAt": checks.iso_timestamp(datetime.now(UTC)),
-                        "grantedBy": "mirror-rollout e2e (test org)",
-                    },
-                    ConditionExpression="attribute_not_exists(orgId)",
-                )
-                created = True
-            except Exception as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise  # a concurrent run created it: read theirs
-            item = table.get_item(Key={"orgId": self.org_id}, ConsistentRead=True).get("Item")
-        verdict = checks.judge_consent(item, self.org_id, created)
+        self.consent = record = checks.consent_record(
+            org_id=self.org_id,
+            repo_id=f"e2e/{self.run_id}",
+            scope=DEFAULT_SCOPE,
+            granted_by="mirror-rollout e2e",
+            record_id=str(uuid.uuid4()),
+            moment=datetime.now(UTC),
+        )
+        table.put_item(Item=record)
+        self.consent_written[record["sk"]] = "created"
+        summary_key = {"pk": record["pk"], "sk": checks.CONSENT_SUMMARY_SK}
+        entry = checks.summary_entry(record)
+        try:  # a summary of the test org may exist (another run): add to it, never replace it
+            table.put_item(
+                Item=summary_key | {"records": [entry], "updatedAt": record["updatedAt"]},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+            self.consent_written[checks.CONSENT_SUMMARY_SK] = "created"
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            table.update_item(
+                Key=summary_key,
+                UpdateExpression="SET records = list_append(records, :mine), updatedAt = :at",
+                ExpressionAttributeValues={":mine": [entry], ":at": record["updatedAt"]},
+            )
+            self.consent_written[checks.CONSENT_SUMMARY_SK] = "appended"
+        summary = table.get_item(Key=summary_key, ConsistentRead=True).get("Item")
+        verdict = checks.judge_consent(summary, record, datetime.now(UTC))
         verdict.evidence.append(
-            _evidence(source, orgId=self.org_id, created=created, found=bool(item))
+            _evidence(
+                f"dynamodb:PutItem+GetItem {self.clients.region} {self.tables['consent']}",
+                pk=record["pk"],
+                sk=record["sk"],
+                summary=self.consent_written[checks.CONSENT_SUMMARY_SK],
+            )
         )
         return verdict
 
+    def remove_consent(self) -> Verdict:
+        """Delete the consent record this run wrote and its summary entry (or the summary it
+        created). Nothing else: another run's records stay."""
+        if not self.consent_written or self.consent is None:
+            return skipped("this run wrote no consent item")
+        table = self._table("consent")
+        pk = self.consent["pk"]
+        for sk, how in self.consent_written.items():
+            if how == "created":
+                table.delete_item(Key={"pk": pk, "sk": sk})
+                continue
+            key = {"pk": pk, "sk": sk}
+            summary = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+            records = summary.get("records") or []
+            mine = [i for i, r in enumerate(records) if r.get("sk") == self.consent["sk"]]
+            if mine:  # REMOVE by index, on condition the entry is still where it was read
+                table.update_item(
+                    Key=key,
+                    UpdateExpression=f"REMOVE records[{mine[0]}]",
+                    ConditionExpression=f"records[{mine[0]}].sk = :sk",
+                    ExpressionAttributeValues={":sk": self.consent["sk"]},
+                )
+        left = [
+            sk
+            for sk, how in self.consent_written.items()
+            if how == "created"
+            and table.get_item(Key={"pk": pk, "sk": sk}, ConsistentRead=True).get("Item")
+        ]
+        if left:
+            return failed(f"consent items still there after DeleteItem: {', '.join(left)}", pk)
+        removed = ", ".join(
+            sk if how == "created" else f"its entry in {sk}"
+            for sk, how in self.consent_written.items()
+        )
+        self.consent_written.clear()
+        return passed(
+            f"removed {removed}", pk, source=f"dynamodb:DeleteItem {self.tables['consent']}"
+        )
+
+    def _single_attempt(self) -> AwsClients:
+        return AwsClients(self.clients.region, max_attempts=0, environment=self.environment)
+
     def increment_block_counter(self) -> Verdict:
+        """The adapter's UpdateItem, exactly: ``ADD count SET ttl = if_not_exists(ttl), timestamp``.
+
+        The update is not idempotent, so botocore must not resend it: each attempt is single-shot,
+        and after an attempt without a valid response the item's ``timestamp`` (this attempt's
+        own value) tells whether DynamoDB applied it before another attempt is made.
+        """
         table = self._table("block-counter")
         key = {"bucketKey": self.counter_key}
         before_item = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
         before = int(before_item.get("count", 0))
-        expires = int(
-            (datetime.now(UTC) + timedelta(hours=checks.BLOCK_COUNTER_TTL_HOURS)).timestamp()
-        )
-        # Exactly one increment even when botocore resends an update whose response was
-        # lost: the update carries a token, and a second application of it is refused.
-        token = f"{self.run_id}#{uuid.uuid4().hex[:12]}"
-        try:
-            response = table.update_item(
-                Key=key,
-                UpdateExpression="ADD #count :one SET expiresAt = :expires, #last = :token",
-                ConditionExpression="attribute_not_exists(#last) OR #last <> :token",
-                ExpressionAttributeNames={"#count": "count", "#last": "lastIncrement"},
-                ExpressionAttributeValues={":one": 1, ":expires": expires, ":token": token},
-                ReturnValues="UPDATED_NEW",
-            )
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            current = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
-            if current.get("lastIncrement") != token:
-                raise
-            response = {"Attributes": {"count": current.get("count")}}
-        after_raw = response.get("Attributes", {}).get("count")
-        after = int(after_raw) if after_raw is not None else None
+        values = checks.block_counter_values(datetime.now(UTC))
+        once = DdbTable(self._single_attempt(), self.tables["block-counter"])
+        after: dict[str, Any] | None = None
+        attempts = 0
+        for attempts in range(1, COUNTER_ATTEMPTS + 1):
+            try:
+                after = once.update_item(
+                    Key=key,
+                    UpdateExpression=checks.BLOCK_COUNTER_UPDATE,
+                    ExpressionAttributeNames=checks.BLOCK_COUNTER_NAMES,
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                ).get("Attributes")
+                break
+            except Exception as exc:
+                if not is_transient(exc) or attempts == COUNTER_ATTEMPTS:
+                    raise
+                current = table.get_item(Key=key, ConsistentRead=True).get("Item") or {}
+                if current.get("timestamp") == values[":timestamp"]:
+                    after = current  # applied; only the response was lost
+                    break
         verdict = checks.judge_counter(before, after)
         verdict.subject = self.counter_key
+        shown = checks.plain(dict(after or {}))
         verdict.evidence.append(
             _evidence(
                 f"dynamodb:UpdateItem {self.clients.region} {self.tables['block-counter']}",
                 bucketKey=self.counter_key,
                 before=before,
-                after=after,
-                expiresAt=expires,
+                after=shown.get("count"),
+                ttl=shown.get("ttl"),
+                attempts=attempts,
+                update=checks.BLOCK_COUNTER_UPDATE,
             )
         )
         return verdict

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mirror_rollout import contract
+from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import CheckResult
+from tasks.data_plane.checks import TableShape, mismatches
+from tasks.data_plane.spec import SPEC_PATH, load_data_plane
 from tasks.guardrails.common import (
     NONCE_OWNERSHIP,
     Check,
@@ -167,6 +170,64 @@ class TableEncryption(Guardrail):
                     )
                 )
             yield from self.observe(table, problems, "SSE with the project CMK")
+
+
+#: Where a data-plane mismatch is blamed in a table block, by its aspect. Encryption is
+#: MR-002's (same rule, one failure), so MR-009 leaves the "sse" aspect out.
+_ASPECT_ARGUMENT = {"keys": "hash_key", "index": "global_secondary_index", "ttl": "ttl"}
+
+
+def table_shape(view: InfraView, table: Block) -> TableShape:
+    """What a raw table block declares, in the data-plane contract's terms (no evaluation)."""
+    types = {a.get("name"): a.get("type") for a in table.blocks("attribute")}
+
+    def keyed(*names: Any) -> dict[str, str]:
+        return {str(n): str(types.get(n, "?")) for n in names if n}
+
+    ttl = table.block("ttl")
+    return TableShape(
+        name=table.address,
+        keys=keyed(table.get("hash_key"), table.get("range_key")),
+        indexes={
+            g.get("name"): (keyed(g.get("hash_key"), g.get("range_key")), g.get("projection_type"))
+            for g in table.blocks("global_secondary_index")
+        },
+        ttl=ttl.get("attribute_name"),
+        ttl_status=("ENABLED" if is_true(view.aws, ttl.get("enabled"))[0] else "DISABLED")
+        if ttl
+        else None,
+    )
+
+
+@guardrail
+class OracleAccessPatterns(Guardrail):
+    id = "MR-009"
+    title = "Tables serve the Oracle's access patterns (infra/data-plane.yaml)"
+
+    def inspect(self, view):
+        try:
+            plane = load_data_plane(view.root)
+        except ConfigError as exc:
+            yield Observation(str(SPEC_PATH), str(SPEC_PATH), False, exc.line())
+            return
+        specs = {s.key: s for s in contract.TABLES}
+        for short, use in plane.tables.items():
+            table = view.aws.get(specs[short].address)
+            if table is None:
+                yield missing(view, specs[short].address)
+                continue
+            shape = table_shape(view, table)
+            problems: list[Problem] = list(
+                dict.fromkeys(
+                    (_ASPECT_ARGUMENT[aspect], message)
+                    for p in plane.patterns
+                    if p.table == short
+                    for aspect, message in mismatches(p, use, shape)
+                    if aspect in _ASPECT_ARGUMENT
+                )
+            )
+            ids = ", ".join(p.id for p in plane.patterns if p.table == short)
+            yield from self.observe(table, problems, f"serves {ids}")
 
 
 # -- KMS ------------------------------------------------------------------------------

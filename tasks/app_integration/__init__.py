@@ -1,0 +1,1 @@
+"""Stage app-integration: the Oracle's own integration suite against the environment."""

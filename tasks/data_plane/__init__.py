@@ -1,0 +1,1 @@
+"""Data-plane contract: the Oracle's access patterns against the live tables."""
