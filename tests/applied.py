@@ -59,7 +59,9 @@ def state_addresses(env: str) -> set[str]:
 #: worker together, so the environment one applies is there for the next.
 SHARED_STAGING_MODULES = (
     "test_alarm_probe.py",
+    "test_app_integration.py",
     "test_dashboard.py",
+    "test_data_plane.py",
     "test_drift.py",
     "test_e2e.py",
     "test_pitr.py",

@@ -16,9 +16,8 @@ from mirror_rollout import contract
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
 from tasks.app_integration.checks import judge, read_junit, suite_environment
-from tests.applied import apply_environment
+from tests.applied import shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 
 ENV = "staging"
 REGION = "us-east-1"
@@ -80,8 +79,7 @@ def test_junit_counts_and_first_failures_are_the_evidence():
 # -- against staging on moto -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def outputs(sandbox, prefect_api, tmp_path_factory):
-    reset_moto()
-    return apply_environment(ENV, tmp_path_factory.mktemp("appint-plan")).outputs
+    return shared_staging(tmp_path_factory.mktemp("appint-plan")).outputs
 
 
 def run(outputs, tmp_path, **options):

@@ -18,9 +18,8 @@ from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
 from tasks.data_plane.checks import TableShape, mismatches, shape_from_describe
 from tasks.data_plane.spec import SPEC_PATH, load_data_plane
-from tests.applied import apply_environment
+from tests.applied import apply_environment, shared_staging
 from tests.aws_inventory import client
-from tests.conftest import reset_moto
 from tests.infra_copy import InfraCopy
 
 ENV = "staging"
@@ -135,8 +134,7 @@ def test_a_broken_access_pattern_file_is_one_clear_error(tmp_path):
 # -- sandbox ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def staging(sandbox, prefect_api, tmp_path_factory):
-    reset_moto()
-    return apply_environment(ENV, tmp_path_factory.mktemp("dp-plan")).outputs
+    return shared_staging(tmp_path_factory.mktemp("dp-plan")).outputs
 
 
 def contract_items() -> list[dict]:
