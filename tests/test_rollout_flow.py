@@ -98,7 +98,7 @@ def test_approved_staging_rollout_applies_and_replans_clean(rollout, tmp_path):
     assert "create_backup_selection action has not been implemented" in checklist
     assert "no hashicorp/google provider" in checklist  # infra/gcp: SKIPPED, with why
     # Recoverability: each table restored to T into a drill copy, compared, the copy deleted.
-    drill = "- [x] PITR restore drill: a restored copy matches the source at T — **PASS**"
+    drill = "- [x] PITR restore drill: a restored copy matches the source at T — PASS"
     assert drill in checklist and "restore-drill-staging" in task_names(run.flow_run_id)
     assert artifacts["staging-restore-drill"].count("DRILL-001") == 3
     assert "staging-expectations-restore-drill" in artifacts
@@ -207,7 +207,7 @@ def test_production_with_two_reviewers_applies(rollout):
     assert [a["reviewer"] for a in run.state.result()["approvals"]] == ["ivan", "judy"]
     # Production drills only when asked: on AWS a restore takes minutes to hours and costs money.
     checklist = artifacts_of(run.flow_run_id)["production-production-checklist"]
-    assert "- [ ] PITR restore drill: a restored copy matches the source at T — **SKIPPED**" in (
+    assert "- [ ] PITR restore drill: a restored copy matches the source at T — SKIPPED" in (
         checklist
     )
     assert "restore_drill=true" in checklist
