@@ -258,6 +258,48 @@ def credentials(config: SandboxConfig) -> tuple[str, str]:
     return credentials(config)  # whichever writer won a race
 
 
+#: Enough auto-reviewers for production's two distinct approvals.
+AUTO_REVIEWERS = 2
+
+
+def auto_reviewer_name(nth: int) -> str:
+    """The nth auto-approval's reviewer: sandbox-auto, sandbox-auto-2 (refused off the sandbox)."""
+    from tasks.approval.form import AUTO_REVIEWER
+
+    return AUTO_REVIEWER if nth <= 1 else f"{AUTO_REVIEWER}-{nth}"
+
+
+def auto_reviewer_key_path(reviewers_file: Path, nth: int) -> Path:
+    return reviewers_file.parent / "reviewer-keys" / f"{auto_reviewer_name(nth)}.key"
+
+
+def auto_reviewers(config: SandboxConfig) -> Path:
+    """This sandbox's auto-reviewers: Ed25519 keys (0600) made once, and the registry file
+    (``reviewers.yaml`` in the state dir) that the flow trusts on the sandbox backend only.
+
+    Auto-approval signs like a person does; it is not a bypass of the registry.
+    """
+    import yaml
+
+    from tasks.approval.identity import encode_public_key, new_key, read_key, write_key
+
+    registry = config.state_dir / "reviewers.yaml"
+    entries = []
+    for nth in range(1, AUTO_REVIEWERS + 1):
+        path = auto_reviewer_key_path(registry, nth)
+        if not path.exists():
+            with contextlib.suppress(ConfigError):  # another process made it first
+                write_key(path, new_key(auto_reviewer_name(nth)))
+        key = read_key(path)
+        entries.append({"name": key.reviewer, "public_key": encode_public_key(key.public_key)})
+    text = yaml.safe_dump({"reviewers": entries}, sort_keys=False)
+    if not registry.exists() or registry.read_text() != text:
+        temporary = registry.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, registry)
+    return registry
+
+
 def exports(config: SandboxConfig) -> dict[str, str]:
     """The variables a client (boto3, google-cloud-storage, Prefect) needs."""
     key_id, secret = credentials(config)
@@ -272,6 +314,7 @@ def exports(config: SandboxConfig) -> dict[str, str]:
         "GOOGLE_CLOUD_PROJECT": GCP_PROJECT,
         "PREFECT_API_URL": config.url("prefect"),
         "PREFECT_UI_URL": config.ui_url,
+        "MIRROR_ROLLOUT_SANDBOX_REVIEWERS": str(auto_reviewers(config)),
     }
 
 
