@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -110,14 +111,18 @@ def rehearse(
         )
     ui_url = None
     if backend == "sandbox":
+        from mirror_rollout.settings import check_sandbox_isolation
+
+        # Before the sandbox starts (its bootstrap calls moto): endpoints it would not override.
+        check_sandbox_isolation(
+            {k: v for k, v in os.environ.items() if k not in sandbox.SANDBOX_SETS}
+        )
         config = sandbox.SandboxConfig.resolve()
         console.print("[bold]sandbox[/]: starting or reusing moto, the GCS emulator and Prefect …")
         sandbox.up(config)
         sandbox.activate(config)
         ui_url = config.ui_url
     else:
-        import os
-
         ui_url = os.environ.get("PREFECT_UI_URL", "").rstrip("/") or "(your Prefect UI)"
     code, _ = run_rehearsal(
         env,

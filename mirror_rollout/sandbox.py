@@ -42,6 +42,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from mirror_rollout.aws import LOOPBACK
 from mirror_rollout.errors import ConfigError, EndpointError, RolloutError
 
 #: The servers, in start order.
@@ -301,7 +302,9 @@ def auto_reviewers(config: SandboxConfig) -> Path:
 
 
 def exports(config: SandboxConfig) -> dict[str, str]:
-    """The variables a client (boto3, google-cloud-storage, Prefect) needs."""
+    """The variables a client (boto3, google-cloud-storage, Prefect) needs: loopback only."""
+    if config.host not in LOOPBACK:
+        raise ConfigError(f"sandbox host {config.host!r} is not loopback", "use 127.0.0.1")
     key_id, secret = credentials(config)
     return {
         "AWS_ENDPOINT_URL": config.url("moto"),
@@ -317,6 +320,9 @@ def exports(config: SandboxConfig) -> dict[str, str]:
         "MIRROR_ROLLOUT_SANDBOX_REVIEWERS": str(auto_reviewers(config)),
     }
 
+
+#: Variables ``activate`` sets to the sandbox's own loopback servers (whatever they were).
+SANDBOX_SETS = ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST")
 
 #: Variables that would point clients back at real accounts; ``activate`` drops them.
 CONFLICTING_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PREFECT_API_KEY")
