@@ -474,6 +474,8 @@ def github_secrets(
 
 
 def main() -> None:
+    # Plans, checklists, keys and Prefect results this command writes are its user's alone.
+    os.umask(0o077)
     try:
         try:
             app()

@@ -233,7 +233,16 @@ def worker_env(config: SandboxConfig, base: Mapping[str, str], root: Path) -> di
     env["PYTHONUNBUFFERED"] = "1"
     # A local worker polls its pool often: a deployment run starts within ~2 s, not 10.
     env["PREFECT_WORKER_QUERY_SECONDS"] = "2"
+    # Persisted task results stay in the sandbox's private state dir (made 0700 by `up`).
+    env["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(config.state_dir / "results")
     return env
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory only its owner can enter (0700), however it was made before."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
 
 
 def credentials(config: SandboxConfig) -> tuple[str, str]:
@@ -251,7 +260,7 @@ def credentials(config: SandboxConfig) -> tuple[str, str]:
     alphabet = string.ascii_uppercase + string.digits
     key_id = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
     secret = secrets.token_urlsafe(30)
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.state_dir)
     temporary = path.with_suffix(f".{os.getpid()}.tmp")
     with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
         json.dump({"access_key_id": key_id, "secret_access_key": secret}, fh)
@@ -284,7 +293,7 @@ def auto_reviewers(config: SandboxConfig) -> Path:
 
     from tasks.approval.identity import encode_public_key, new_key, read_key, write_key
 
-    registry = config.state_dir / "reviewers.yaml"
+    registry = private_dir(config.state_dir) / "reviewers.yaml"
     entries = []
     for nth in range(1, AUTO_REVIEWERS + 1):
         path = auto_reviewer_key_path(registry, nth)
@@ -296,7 +305,8 @@ def auto_reviewers(config: SandboxConfig) -> Path:
     text = yaml.safe_dump({"reviewers": entries}, sort_keys=False)
     if not registry.exists() or registry.read_text() != text:
         temporary = registry.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(text)
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            fh.write(text)
         os.replace(temporary, registry)
     return registry
 
@@ -500,7 +510,7 @@ def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 @contextlib.contextmanager
 def _locked(config: SandboxConfig) -> Iterator[None]:
     """Serialise up/down on one state dir."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.state_dir)
     with open(config.state_dir / ".lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
@@ -513,7 +523,9 @@ def _launch(
     config: SandboxConfig, name: str, cmd: list[str], env: dict[str, str], cwd: Path
 ) -> subprocess.Popen:
     """Start ``cmd`` in its own session, appending its output to ``name``'s log."""
-    log = open(config.log_file(name), "ab")  # noqa: SIM115 - handed to the child
+    log = open(  # noqa: SIM115 - handed to the child
+        os.open(config.log_file(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+    )
     try:
         log.write(f"\n--- {time.strftime('%F %T')} {shlex.join(cmd)}\n".encode())
         log.flush()
@@ -525,6 +537,8 @@ def _launch(
             env=env,
             cwd=cwd,
             start_new_session=True,
+            # The Prefect database, result storage and run outputs are for this user only.
+            umask=0o077,
         )
     finally:
         log.close()
@@ -540,7 +554,7 @@ def _start(config: SandboxConfig, name: str) -> PidRecord:
             "install the project with its dependencies: pip install -e .",
         )
     if name == "prefect":
-        config.prefect_home.mkdir(parents=True, exist_ok=True)
+        private_dir(config.prefect_home)
     proc = _launch(config, name, cmd, server_env(config, name, os.environ), config.state_dir)
     record = PidRecord(proc.pid, proc.pid, config.port(name), cmd)
     record.save(config.pid_file(name))

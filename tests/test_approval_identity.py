@@ -18,6 +18,7 @@ import yaml
 
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout import markdown as md
+from mirror_rollout import sandbox as sb
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.sandbox import PORT_ENV
 from tasks.approval.identity import encode_public_key, new_key, read_key, same_name, write_key
@@ -458,3 +459,27 @@ def test_a_forged_comment_adds_no_approval_row(rollout):
     assert len(record) == 1 and len(md.table_rows(approvals_section)) == 1
     assert record[0][1] == "alice"
     assert "forged" in record[0][-1]  # the comment is kept, as text in its own cell
+    # The run's outputs (plan, checklist) are private: out/, out/staging/, out/staging/RUN.
+    checklist_file = Path(run.state.result()["checklist"])
+    for directory in [checklist_file.parent, *checklist_file.parents][:3]:
+        assert (directory.stat().st_mode & 0o777) == 0o700, directory
+
+
+def test_the_sandbox_keeps_its_database_keys_and_results_private(sandbox):
+    if sandbox.reused:
+        pytest.skip("a reused sandbox was made by another process")
+    state = sandbox.config.state_dir
+    home = sandbox.config.prefect_home
+    for directory in (state, home, state / "reviewer-keys"):
+        assert (directory.stat().st_mode & 0o777) == 0o700, directory
+    private = [
+        *home.glob("prefect.db*"),
+        state / "credentials.json",
+        state / "reviewers.yaml",
+        *(state / "reviewer-keys").iterdir(),
+        *state.glob("*.log"),
+    ]
+    assert any(p.name == "prefect.db" for p in private)
+    assert {p: oct(p.stat().st_mode & 0o777) for p in private if p.stat().st_mode & 0o077} == {}
+    worker = sb.worker_env(sandbox.config, {}, PROJECT_ROOT)
+    assert worker["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] == str(state / "results")
