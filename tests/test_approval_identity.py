@@ -483,3 +483,32 @@ def test_the_sandbox_keeps_its_database_keys_and_results_private(sandbox):
     assert {p: oct(p.stat().st_mode & 0o777) for p in private if p.stat().st_mode & 0o077} == {}
     worker = sb.worker_env(sandbox.config, {}, PROJECT_ROOT)
     assert worker["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] == str(state / "results")
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_sandbox_auto_approval_signs_with_the_sandbox_reviewer_keys(
+    prefect_api, clean_aws, tmp_path, environment
+):
+    """`rehearse --auto-approve` on the sandbox: each approval signed by a sandbox key."""
+    import io
+
+    from rich.console import Console
+
+    from mirror_rollout.rehearsal import rehearse
+
+    printed = io.StringIO()
+    code, run_id = rehearse(
+        environment,
+        "sandbox",
+        True,
+        "http://ui.invalid",
+        Console(file=printed, width=200),
+        report=False,
+        approval_timeout_seconds=60,
+        out_dir=str(tmp_path / "out"),
+    )
+    assert code == 0, printed.getvalue()
+    record = md.table_rows(artifacts_of(run_id)[f"{environment}-approval"])
+    expected = ["sandbox-auto", "sandbox-auto-2"][: 2 if environment == "production" else 1]
+    assert [row[1] for row in record] == [md.inline(name) for name in expected]
+    assert all(row[2].startswith("`ed25519:") for row in record)
