@@ -16,6 +16,7 @@ from tasks.approval.identity import (
     decode_signature,
     display_name,
     same_name,
+    skeletons,
     verifies,
 )
 from tasks.approval.reviewers import EnvironmentReviewers
@@ -119,7 +120,7 @@ def check_approval(
             f"the plan deletes or replaces stateful resources ({targets}) and the approval does not set allow_destroy",
             "re-run and approve with allow_destroy if destroying them is intended",
         )
-    if same_name(reviewer[: len(AUTO_REVIEWER)], AUTO_REVIEWER) and backend != "sandbox":
+    if backend != "sandbox" and _looks_automatic(reviewer):
         raise ApprovalRejected(
             "auto-approval is only allowed on the sandbox", "have a person approve this plan"
         )
@@ -146,6 +147,12 @@ def check_approval(
         key_fingerprint=key,
         stage=stage,
     )
+
+
+def _looks_automatic(reviewer: str) -> bool:
+    """``sandbox-auto``, ``sandbox-auto-2`` or a look-alike of either."""
+    auto = skeletons(AUTO_REVIEWER)
+    return any(s.startswith(a) for s in skeletons(reviewer) for a in auto)
 
 
 def _identify(
