@@ -212,6 +212,8 @@ def server_env(config: SandboxConfig, name: str, base: Mapping[str, str]) -> dic
                 "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
                 "PREFECT_SERVER_UI_API_URL": config.url("prefect"),
                 "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+                # Every API call but /health needs the sandbox's auth string (see exports).
+                "PREFECT_SERVER_API_AUTH_STRING": api_auth_string(config),
                 "DO_NOT_TRACK": "1",
             }
         )
@@ -238,6 +240,15 @@ def worker_env(config: SandboxConfig, base: Mapping[str, str], root: Path) -> di
     return env
 
 
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` atomically by ``text``, mode 0600 in a 0700 directory."""
+    private_dir(path.parent)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+        fh.write(text)
+    os.replace(temporary, path)
+
+
 def private_dir(path: Path) -> Path:
     """``path`` as a directory only its owner can enter (0700), however it was made before."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -260,11 +271,7 @@ def credentials(config: SandboxConfig) -> tuple[str, str]:
     alphabet = string.ascii_uppercase + string.digits
     key_id = "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
     secret = secrets.token_urlsafe(30)
-    private_dir(config.state_dir)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-        json.dump({"access_key_id": key_id, "secret_access_key": secret}, fh)
-    os.replace(temporary, path)
+    write_private(path, json.dumps({"access_key_id": key_id, "secret_access_key": secret}))
     return credentials(config)  # whichever writer won a race
 
 
@@ -304,11 +311,31 @@ def auto_reviewers(config: SandboxConfig) -> Path:
         entries.append({"name": key.reviewer, "public_key": encode_public_key(key.public_key)})
     text = yaml.safe_dump({"reviewers": entries}, sort_keys=False)
     if not registry.exists() or registry.read_text() != text:
-        temporary = registry.with_suffix(f".{os.getpid()}.tmp")
-        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-            fh.write(text)
-        os.replace(temporary, registry)
+        write_private(registry, text)
     return registry
+
+
+def api_auth_string(config: SandboxConfig) -> str:
+    """The sandbox Prefect API's basic-auth string ("sandbox:<random>"), made once, kept 0600.
+
+    The server requires it (PREFECT_SERVER_API_AUTH_STRING), clients send it
+    (PREFECT_API_AUTH_STRING) and the UI asks for it at login: nobody else on the
+    machine can resume a paused rollout.
+    """
+    path = config.state_dir / "prefect-auth"
+    with contextlib.suppress(FileNotFoundError):
+        stored = path.read_text().strip()
+        if stored:
+            return stored
+    write_private(path, f"sandbox:{secrets.token_urlsafe(24)}\n")
+    return api_auth_string(config)
+
+
+def api_headers(config: SandboxConfig) -> dict[str, str]:
+    import base64
+
+    token = base64.b64encode(api_auth_string(config).encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 def exports(config: SandboxConfig) -> dict[str, str]:
@@ -327,6 +354,7 @@ def exports(config: SandboxConfig) -> dict[str, str]:
         "GOOGLE_CLOUD_PROJECT": GCP_PROJECT,
         "PREFECT_API_URL": config.url("prefect"),
         "PREFECT_UI_URL": config.ui_url,
+        "PREFECT_API_AUTH_STRING": api_auth_string(config),
         "MIRROR_ROLLOUT_SANDBOX_REVIEWERS": str(auto_reviewers(config)),
     }
 
@@ -581,7 +609,8 @@ def _ensure_worker(config: SandboxConfig) -> ServerStatus:
     deadline = time.monotonic() + config.timeout
     while time.monotonic() < deadline and _alive(proc.pid):
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(pool_url, timeout=2.0, trust_env=False).status_code == 200:
+            answer = httpx.get(pool_url, timeout=2.0, trust_env=False, headers=api_headers(config))
+            if answer.status_code == 200:
                 return ServerStatus("worker", label, proc.pid, True, True, "started")
         time.sleep(0.25)
     raise EndpointError(

@@ -512,3 +512,21 @@ def test_sandbox_auto_approval_signs_with_the_sandbox_reviewer_keys(
     expected = ["sandbox-auto", "sandbox-auto-2"][: 2 if environment == "production" else 1]
     assert [row[1] for row in record] == [md.inline(name) for name in expected]
     assert all(row[2].startswith("`ed25519:") for row in record)
+
+
+def test_the_sandbox_prefect_api_refuses_a_resume_without_its_credentials(sandbox):
+    import httpx
+
+    if sandbox.reused:
+        pytest.skip("a reused sandbox may predate API authentication")
+    api = sandbox.exports["PREFECT_API_URL"]
+    resume = f"{api}/flow_runs/{uuid.uuid4()}/resume"
+    refused = httpx.post(resume, json={}, trust_env=False, timeout=10)
+    assert refused.status_code == 401
+    wrong = httpx.post(resume, json={}, trust_env=False, timeout=10, auth=("sandbox", "guess"))
+    assert wrong.status_code == 401
+    allowed = httpx.post(
+        resume, json={}, trust_env=False, timeout=10, headers=sb.api_headers(sandbox.config)
+    )
+    assert allowed.status_code == 404  # authenticated: the (made-up) run is simply not there
+    assert httpx.get(f"{api}/health", trust_env=False, timeout=10).status_code == 200
