@@ -411,13 +411,24 @@ def test_unsigned_production_approval_is_refused_and_the_cli_says_so(rollout, in
 
 
 def test_two_registered_keys_apply_and_the_records_name_each_key(rollout, infra, reviewers, capfd):
+    from tasks.approval.client import await_decision, send_approval
+
     first = cli_approve("--key", str(reviewers.paths["alice"]), "--comment", "first")
-    second = cli_approve("--key", str(reviewers.paths["bob"]), "--comment", "second")
-    run = rollout(by_stage(first, second), environment="production", root=str(infra.root))
+    second: list = []
+
+    def paste_signature(run_id: str, stage: str) -> None:
+        """What a reviewer does in the UI: `mirror-rollout sign`, paste into the form."""
+        signed_by_cli = cli("sign", run_id, "--key", str(reviewers.paths["bob"]))
+        second.append(signed_by_cli)
+        send_approval(run_id, "bob", comment="second", signature=signed_by_cli.stdout.strip())
+        second.append(await_decision(run_id, stage))
+
+    run = rollout(by_stage(first, paste_signature), environment="production", root=str(infra.root))
     assert run.state.is_completed(), run.state.message
-    assert [o.returncode for o in first.outcomes + second.outcomes] == [0, 0]
+    signed_by_cli, decision = second
+    assert first.outcomes[0].returncode == 0 and signed_by_cli.returncode == 0
     assert "waiting for approval 2 of 2" in first.outcomes[0].stdout
-    assert "applying" in second.outcomes[0].stdout
+    assert decision.accepted and "applying" in decision.message
     approvals = run.state.result()["approvals"]
     fingerprints = [reviewers.keys[n].public_key for n in ("alice", "bob")]
     from tasks.approval.identity import fingerprint
@@ -441,7 +452,7 @@ def test_two_registered_keys_apply_and_the_records_name_each_key(rollout, infra,
         "logs": "\n".join(log.message for log in logs),
         "artifacts": "\n".join(artifacts.values()),
         "result": repr(run.state.result()),
-        "cli output": "".join(o.stdout + o.stderr for o in first.outcomes + second.outcomes),
+        "cli output": "".join(o.stdout + o.stderr for o in [*first.outcomes, signed_by_cli]),
     }
     leaks = [(p, s[:6]) for p, text in places.items() for s in reviewers.secrets() if s in text]
     assert leaks == []
