@@ -12,9 +12,12 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 
-#: Characters that carry meaning inside a line in CommonMark/GFM; a backslash makes each
-#: literal. (Line-start markers such as ``#`` or ``-`` cannot occur: a value never starts a line.)
-_INLINE_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+#: Characters that let a value change a document's structure: cells (``|``), code spans
+#: (backtick), links and images (``[ ]``) and escapes themselves; a backslash makes each
+#: literal. Emphasis markers (``*``, ``_``) are left alone: they can only restyle text, and
+#: resource addresses and names stay as people search for them (``aws_sns_topic``).
+#: (Line-start markers such as ``#`` or ``-`` cannot occur: a value never starts a line.)
+_INLINE_SPECIAL = re.compile(r"([\\`\[\]|])")
 _NEWLINES = re.compile(r"\r\n|\r|\n|\u2028|\u2029|\x0b|\x0c|\x85")
 #: C0/C1 controls other than the line breaks above: shown as nothing.
 _CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
