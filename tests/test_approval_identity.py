@@ -536,8 +536,10 @@ def test_the_sandbox_prefect_api_refuses_a_resume_without_its_credentials(sandbo
     assert refused.status_code == 401
     wrong = httpx.post(resume, json={}, trust_env=False, timeout=10, auth=("sandbox", "guess"))
     assert wrong.status_code == 401
-    allowed = httpx.post(
-        resume, json={}, trust_env=False, timeout=10, headers=sb.api_headers(sandbox.config)
-    )
-    assert allowed.status_code == 404  # authenticated: the (made-up) run is simply not there
+    headers = sb.api_headers(sandbox.config)
+    allowed = httpx.post(resume, json={}, trust_env=False, timeout=10, headers=headers)
+    assert allowed.status_code != 401  # let through (the made-up run does not exist)
+    run = resume.removesuffix("/resume")
+    assert httpx.get(run, trust_env=False, timeout=10).status_code == 401
+    assert httpx.get(run, trust_env=False, timeout=10, headers=headers).status_code == 404
     assert httpx.get(f"{api}/health", trust_env=False, timeout=10).status_code == 200
