@@ -14,5 +14,15 @@ def start_run(**values: Any) -> tuple[RolloutSettings, Path]:
     """Settings from the flow's parameters (one clear error if invalid) and this run's directory."""
     settings = parse_settings(**values)
     run_dir = settings.output_dir(flow_run.get_name() or "local")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    private_dirs(run_dir, levels=3)
     return settings, run_dir
+
+
+def private_dirs(path: Path, levels: int) -> None:
+    """Make ``path`` and keep it and its ``levels - 1`` parents (out/, out/ENV/) mode 0700.
+
+    Plans, state reads and checklists are for the operator only.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for directory in [path, *path.parents][:levels]:
+        directory.chmod(0o700)

@@ -17,6 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from mirror_rollout import markdown as md
 from mirror_rollout.environments import parse_environment
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.regions import check_region
@@ -59,9 +60,8 @@ def _versions(versions: list[int]) -> str:
     return ", ".join(f"v{n}" for n in versions) or "none"
 
 
-def _table(title: str, rows: list[tuple[str, str]]) -> str:
-    lines = [f"# {title}", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rows]
+def _table(title: str, rows: list[tuple[str, object]]) -> str:
+    lines = [md.heading(1, title), "", *md.table(["", ""], rows)]
     return "\n".join(lines) + "\n"
 
 
@@ -254,10 +254,13 @@ def _publish_rotation(rotated: RotationResult, cleanup: str) -> None:
             f"Nonce rotation — {rotated.environment}",
             [
                 ("action", "rotate" + ("" if rotated.created else " (found from an earlier try)")),
-                ("rotation id", f"`{rotated.rotation_id}`"),
+                ("rotation id", md.code_cell(rotated.rotation_id)),
                 ("versions before", _versions(rotated.versions_before)),
                 ("versions after", _versions(rotated.versions_after)),
-                ("new version", f"`{rotated.new_parameter}` (KeyId `{rotated.key_id}`)"),
+                (
+                    "new version",
+                    md.Raw(f"{md.code(rotated.new_parameter)} (KeyId {md.code(rotated.key_id)})"),
+                ),
                 ("grace end", f"{grace} — v{rotated.from_version} stays valid until then"),
                 ("grace cleanup", cleanup),
             ],
@@ -276,7 +279,7 @@ def _publish_removal(removed: RemovalResult, action: str, extra: list[tuple[str,
             f"Nonce {action} — {removed.environment}",
             [
                 ("action", action),
-                ("rotation id", f"`{removed.rotation_id}`"),
+                ("rotation id", md.code_cell(removed.rotation_id)),
                 ("result", removed.note),
                 ("versions after", _versions(removed.versions_after)),
                 *extra,

@@ -157,7 +157,9 @@ def _rollout(
 
     approvals = []
     if planned.summary.has_changes:
-        approvals = request_approvals(planned, settings.backend, settings.approval_timeout_seconds)
+        approvals = request_approvals(
+            planned, settings.backend, settings.approval_timeout_seconds, settings.root
+        )
         # An independent check of the approved plan before anything changes.
         changes = [c.model_dump(mode="json") for c in planned.document.resource_changes]
         # The contract's addresses, less the ones a declared sandbox gap leaves out.

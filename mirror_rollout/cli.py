@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mirror_rollout.errors import RolloutError
+from mirror_rollout.errors import ConfigError, RolloutError
 
 app = typer.Typer(
     help="Take the Phase Mirror infrastructure from Terraform to a verified environment, reviewed.",
@@ -110,14 +111,18 @@ def rehearse(
         )
     ui_url = None
     if backend == "sandbox":
+        from mirror_rollout.settings import check_sandbox_isolation
+
+        # Before the sandbox starts (its bootstrap calls moto): endpoints it would not override.
+        check_sandbox_isolation(
+            {k: v for k, v in os.environ.items() if k not in sandbox.SANDBOX_SETS}
+        )
         config = sandbox.SandboxConfig.resolve()
         console.print("[bold]sandbox[/]: starting or reusing moto, the GCS emulator and Prefect …")
         sandbox.up(config)
         sandbox.activate(config)
         ui_url = config.ui_url
     else:
-        import os
-
         ui_url = os.environ.get("PREFECT_UI_URL", "").rstrip("/") or "(your Prefect UI)"
     code, _ = run_rehearsal(
         env,
@@ -132,39 +137,162 @@ def rehearse(
     raise typer.Exit(code)
 
 
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key", help="your private key file (from `mirror-rollout reviewer new`): signs the answer"
+    ),
+]
+RejectOption = Annotated[bool, typer.Option("--reject", help="reject the plan instead")]
+AllowDestroyOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-destroy", help="needed for plans that delete or replace stateful resources"
+    ),
+]
+Sha256Option = Annotated[
+    str | None, typer.Option(help="the plan sha256 you reviewed (default: the run's plan)")
+]
+
+
 @app.command()
 def approve(
     run_id: Annotated[str, typer.Argument(help="the paused flow run's id")],
-    reviewer: Annotated[str, typer.Option(help="your name, recorded with the approval")],
-    reject: Annotated[bool, typer.Option("--reject", help="reject the plan instead")] = False,
-    comment: Annotated[str, typer.Option(help="why")] = "",
-    allow_destroy: Annotated[
-        bool,
-        typer.Option(
-            "--allow-destroy", help="needed for plans that delete or replace stateful resources"
-        ),
-    ] = False,
-    sha256: Annotated[
-        str | None, typer.Option(help="the plan sha256 you reviewed (default: the run's plan)")
+    reviewer: Annotated[
+        str | None,
+        typer.Option(help="your name, recorded with the approval (default: the key's name)"),
     ] = None,
+    key: KeyOption = None,
+    reject: RejectOption = False,
+    comment: Annotated[str, typer.Option(help="why")] = "",
+    allow_destroy: AllowDestroyOption = False,
+    sha256: Sha256Option = None,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for the flow's decision on the answer")
+    ] = 120,
 ) -> None:
-    """Approve (or reject) a paused rollout with the same input the Prefect UI form sends."""
-    from tasks.approval.client import pending_approval, send_approval
+    """Approve (or reject) a paused rollout, then report what the flow decided.
 
+    Exit 0 when the flow accepted the approval, 1 when it refused it (or the answer
+    was a rejection), 2 for a usage or API error.
+    """
+    from tasks.approval.client import await_decision, pending_approval, send_approval
+    from tasks.approval.identity import read_key
+
+    signer = read_key(key) if key is not None else None
+    if reviewer is None and signer is None:
+        raise RolloutError("no reviewer given", "pass --key YOUR_KEY_FILE (or --reviewer NAME)")
     pending = pending_approval(run_id)
-    console.print(pending.description or f"plan sha256 {pending.plan_sha256}")
-    form = send_approval(
+    console.print(pending.description or f"plan sha256 {pending.plan_sha256}", highlight=False)
+    form, pending = send_approval(
         run_id,
         reviewer,
         approve=not reject,
         comment=comment,
         allow_destroy=allow_destroy,
         plan_sha256=sha256,
+        key=signer,
     )
-    verb = "rejected" if reject else "approved"
+    signed = "signed" if form.signature else "unsigned"
     console.print(
-        f"[green]{verb}[/] {pending.flow_run_name} as {form.reviewer} (plan {form.plan_sha256})"
+        f"sent {'rejection' if reject else 'approval'} of {pending.flow_run_name} ({pending.pause_key}) "
+        f"as {form.reviewer}, {signed}, plan {form.plan_sha256}; waiting for the flow's decision …",
+        highlight=False,
+        soft_wrap=True,
     )
+    decision = await_decision(pending.flow_run_id, pending.pause_key, timeout=wait)
+    if decision.accepted:
+        console.print(f"[green]accepted[/]: {decision.message}", highlight=False, soft_wrap=True)
+        return
+    err_console.print(f"[red]refused[/]: {decision.message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def sign(
+    run_id: Annotated[str, typer.Argument(help="the paused flow run's id")],
+    key: Annotated[Path, typer.Option("--key", help="your private key file")],
+    reject: RejectOption = False,
+    allow_destroy: AllowDestroyOption = False,
+    sha256: Sha256Option = None,
+) -> None:
+    """Print the signature to paste into the approval form's `signature` field in the UI.
+
+    It covers this run, its pending stage, the plan sha256, approve and allow_destroy:
+    tick the same boxes in the form.
+    """
+    from tasks.approval.client import pending_approval, signature_for
+    from tasks.approval.identity import read_key
+
+    signer = read_key(key)
+    pending = pending_approval(run_id)
+    signature = signature_for(
+        pending, signer, approve=not reject, allow_destroy=allow_destroy, plan_sha256=sha256
+    )
+    err_console.print(
+        f"signature of {signer.reviewer} for {pending.flow_run_name} ({pending.pause_key}), "
+        f"plan {(sha256 or pending.plan_sha256).lower()}, approve={not reject}, "
+        f"allow_destroy={allow_destroy}; paste it into the form's signature field:",
+        highlight=False,
+        soft_wrap=True,
+    )
+    print(signature)
+
+
+reviewer_app = typer.Typer(
+    help="Reviewer keys for deployments/reviewers.yaml.", no_args_is_help=True
+)
+app.add_typer(reviewer_app, name="reviewer")
+
+
+def default_key_path(name: str) -> Path:
+    """~/.config/mirror-rollout/keys/<name>.key (XDG_CONFIG_HOME respected): never in the repo."""
+    import os
+    import re
+
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "reviewer"
+    return base / "mirror-rollout" / "keys" / f"{slug}.key"
+
+
+@reviewer_app.command("new")
+def reviewer_new(
+    name: Annotated[str, typer.Argument(help="your display name, as approvals will record it")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="where the private key goes (default ~/.config/mirror-rollout/keys/)"),
+    ] = None,
+) -> None:
+    """Make an Ed25519 key pair: the private key file (0600) and the YAML entry to register."""
+    from pydantic import ValidationError
+
+    from mirror_rollout import PROJECT_ROOT
+    from tasks.approval.identity import display_name, encode_public_key, new_key, write_key
+    from tasks.approval.reviewers import Reviewer, registry_entry
+
+    name = display_name(name)
+    path = (out or default_key_path(name)).expanduser().absolute()
+    if path.resolve().is_relative_to(PROJECT_ROOT.resolve()):
+        raise RolloutError(
+            f"{path} is inside the repository {PROJECT_ROOT}",
+            "keep private keys out of the repository: give --out a path elsewhere",
+        )
+    key = new_key(name)
+    try:
+        Reviewer(name=name, public_key=encode_public_key(key.public_key))
+    except ValidationError as exc:
+        problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(
+            f"invalid reviewer name {name!r}: {problem}", "use a printable one-line name"
+        ) from None
+    write_key(path, key)
+    err_console.print(
+        f"private key written to {path} (mode 0600; keep it secret, never commit it).\n"
+        "Add this entry under the environment's `reviewers:` in deployments/reviewers.yaml:",
+        highlight=False,
+        soft_wrap=True,
+    )
+    print(registry_entry(name, key.public_key), end="")
 
 
 @app.command("run")
@@ -346,6 +474,8 @@ def github_secrets(
 
 
 def main() -> None:
+    # Plans, checklists, keys and Prefect results this command writes are its user's alone.
+    os.umask(0o077)
     try:
         try:
             app()

@@ -33,11 +33,19 @@ class Watch:
         return f"{self.ui_url}/runs/flow-run/{self.flow_run_id}"
 
 
-def auto_reviewer(nth: int) -> str:
-    """The nth auto-approval's reviewer: sandbox-auto, sandbox-auto-2 (refused off the sandbox)."""
-    from tasks.approval.form import AUTO_REVIEWER
+def auto_reviewer_key(nth: int):
+    """The sandbox's nth auto-reviewer key (made by `sandbox up`; registered on the sandbox only)."""
+    from mirror_rollout.sandbox import auto_reviewer_key_path
+    from tasks.approval.identity import read_key
+    from tasks.approval.reviewers import sandbox_reviewers_file
 
-    return AUTO_REVIEWER if nth <= 1 else f"{AUTO_REVIEWER}-{nth}"
+    registry = sandbox_reviewers_file()
+    if registry is None:
+        raise RolloutError(
+            "no sandbox auto-reviewers (MIRROR_ROLLOUT_SANDBOX_REVIEWERS is not set)",
+            'run `eval "$(mirror-rollout sandbox up)"` or use `mirror-rollout rehearse`',
+        )
+    return read_key(auto_reviewer_key_path(registry, nth))
 
 
 def _find_run(client, tag: str):
@@ -86,16 +94,16 @@ def _watch(watch: Watch) -> None:
                             f"[bold yellow]Paused for approval ({key})[/]: review the plan artifact and approve at {watch.run_url()}"
                         )
                         watch.console.print(
-                            f"  or from a terminal: mirror-rollout approve {run.id} --reviewer YOUR_NAME [--comment ...]"
+                            f"  or from a terminal: mirror-rollout approve {run.id} --key YOUR_KEY_FILE [--comment ...]"
                         )
                         if watch.auto_approve:
-                            # Production's second approval needs a second (auto) reviewer.
-                            reviewer = auto_reviewer(len(watch.approvals_sent))
-                            form = send_approval(
-                                str(run.id), reviewer, comment="auto-approved sandbox rehearsal"
+                            # Production's second approval needs a second (auto) reviewer key.
+                            key = auto_reviewer_key(len(watch.approvals_sent))
+                            form, _ = send_approval(
+                                str(run.id), key=key, comment="auto-approved sandbox rehearsal"
                             )
                             watch.console.print(
-                                f"  [green]approved[/] as {reviewer} (plan {form.plan_sha256[:12]}…)"
+                                f"  [green]approved[/] as {form.reviewer}, signed (plan {form.plan_sha256[:12]}…)"
                             )
                 elif watch.paused_at is not None and state is not None and state.is_running():
                     watch.approval_latency.append(time.monotonic() - watch.paused_at)

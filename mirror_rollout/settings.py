@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -76,8 +77,74 @@ def check_endpoint_matches_backend(backend: str, env: dict[str, str] | None = No
             + (f" (it is {endpoint!r})" if endpoint else " (it is not set)"),
             "run `mirror-rollout sandbox up` and eval its exports, or use `mirror-rollout rehearse`",
         )
+    if backend == "sandbox":
+        check_sandbox_isolation(env)
     if backend == "aws" and endpoint:
         raise ConfigError(
             f"backend aws but AWS_ENDPOINT_URL is set to {endpoint!r}",
             "unset AWS_ENDPOINT_URL to reach real AWS, or use --backend sandbox",
+        )
+
+
+#: Variables that send one service's calls elsewhere (botocore reads each of them).
+SERVICE_ENDPOINT_PREFIX = "AWS_ENDPOINT_URL_"
+
+
+def sandbox_leaks(env: Mapping[str, str], aws_config: Mapping[str, Mapping[str, str]]) -> list[str]:
+    """Everything that would send a sandbox run's calls anywhere but loopback (pure).
+
+    ``aws_config`` is the shared config file's sections ("default", "profile NAME", …).
+    botocore lets each of these win over AWS_ENDPOINT_URL for some or all services.
+    """
+    leaks = [
+        f"{name} is set ({env[name]!r})"
+        for name in sorted(env)
+        if name.startswith(SERVICE_ENDPOINT_PREFIX) and env[name].strip()
+    ]
+    if env.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").strip().lower() == "true":
+        leaks.append(
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true (the sandbox endpoint would be ignored)"
+        )
+    for name in ("AWS_ENDPOINT_URL", "STORAGE_EMULATOR_HOST"):
+        value = env.get(name, "").strip()
+        if value and _host(value) not in LOOPBACK:
+            leaks.append(f"{name} is not a loopback address ({value!r})")
+    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    section = aws_config.get("default" if profile == "default" else f"profile {profile}", {})
+    for key in ("endpoint_url", "services"):
+        if section.get(key, "").strip():
+            leaks.append(f"AWS profile {profile!r} sets {key} ({section[key].strip()!r})")
+    return leaks
+
+
+def _host(value: str) -> str | None:
+    # STORAGE_EMULATOR_HOST may be given without a scheme ("127.0.0.1:9023").
+    return urlparse(value if "://" in value else f"http://{value}").hostname
+
+
+def aws_config_sections(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The shared AWS config file (AWS_CONFIG_FILE or ~/.aws/config) as plain sections."""
+    import configparser
+
+    path = Path(env.get("AWS_CONFIG_FILE") or "~/.aws/config").expanduser()
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path)
+    except configparser.Error:
+        raise ConfigError(
+            f"the AWS config file {path} cannot be parsed",
+            "fix it, or point AWS_CONFIG_FILE at another file",
+        ) from None
+    return {name: dict(parser[name]) for name in parser.sections()}
+
+
+def check_sandbox_isolation(env: Mapping[str, str] | None = None) -> None:
+    """Refuse, before any AWS call, whatever would take a sandbox run off loopback."""
+    env = os.environ if env is None else env
+    leaks = sandbox_leaks(env, aws_config_sections(env))
+    if leaks:
+        raise ConfigError(
+            "the sandbox would reach beyond loopback: " + "; ".join(leaks),
+            "unset these variables (or pick a profile without endpoint_url/services) "
+            "for sandbox runs: everything must go to the sandbox's own 127.0.0.1 servers",
         )

@@ -17,9 +17,10 @@ usage: $SCRIPT [--backend aws|sandbox] [--region REGION] [--approval-timeout SEC
 
 Runs infra-rollout/production-rollout on its work pool (register the deployments
 first: prefect --no-prompt deploy --all). The run pauses after the plan for TWO
-approvals from two different reviewers; approve each in the Prefect UI (the link
-is printed) or with
-  mirror-rollout approve RUN_ID --reviewer NAME [--reject]
+approvals signed by two different registered reviewers (deployments/reviewers.yaml);
+approve each in the Prefect UI (the link is printed; paste the output of
+`mirror-rollout sign RUN_ID --key KEY_FILE` into the signature field) or with
+  mirror-rollout approve RUN_ID --key KEY_FILE [--reject]
 When the rollout Completed, the verify step runs pitr-verification/on-demand and
 drift-detection/daily for production.
 

@@ -14,7 +14,7 @@ usage: $SCRIPT [--backend sandbox|aws] [--approval-timeout SECONDS] [--timeout S
 Runs infra-rollout/staging-rollout on its work pool (register the deployments
 first: prefect --no-prompt deploy --all). The run pauses after the plan: approve
 it in the Prefect UI (the link is printed) or with
-  mirror-rollout approve RUN_ID --reviewer NAME [--reject]
+  mirror-rollout approve RUN_ID --key KEY_FILE [--reject]   (or --reviewer NAME, unsigned)
 
   --backend B               sandbox (the deployment's default) or aws
   --approval-timeout S      seconds the run waits for the approval (default 3600)

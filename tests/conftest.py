@@ -147,9 +147,15 @@ def infra(tmp_path: Path):
 @pytest.fixture(scope="session")
 def prefect_api(sandbox):
     """Point Prefect at the sandbox's server (settings are read when prefect is imported)."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: sandbox.exports["PREFECT_API_URL"]}):
+    with temporary_settings(
+        updates={
+            PREFECT_API_URL: sandbox.exports["PREFECT_API_URL"],
+            # The sandbox API refuses calls without its basic-auth string.
+            PREFECT_API_AUTH_STRING: sandbox.exports["PREFECT_API_AUTH_STRING"],
+        }
+    ):
         yield sandbox.exports["PREFECT_API_URL"]
         # Send the last run logs while the server is still up.
         from prefect.logging.handlers import APILogHandler

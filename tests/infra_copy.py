@@ -12,6 +12,9 @@ class InfraCopy:
     def __init__(self, root: Path):
         self.root = root
         shutil.copytree(PROJECT_ROOT / "infra", root / "infra")
+        # The flow reads who may approve from ROOT/deployments/reviewers.yaml.
+        (root / "deployments").mkdir(exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / "deployments" / "reviewers.yaml", root / "deployments")
 
     def path(self, relative: str) -> Path:
         return self.root / "infra" / relative

@@ -69,6 +69,34 @@ def approve_as(reviewer: str, **kwargs) -> Answer:
     return answer
 
 
+def sandbox_key(nth: int):
+    """The session sandbox's nth auto-reviewer key (registered for every environment there)."""
+    from mirror_rollout.rehearsal import auto_reviewer_key
+
+    return auto_reviewer_key(nth)
+
+
+def approve_signed(key, **kwargs) -> Answer:
+    """Answer with an approval signed by ``key`` (its name unless ``reviewer`` is given)."""
+    from tasks.approval.client import send_approval
+
+    def answer(run_id: str, _key: str) -> None:
+        send_approval(run_id, key=key, **kwargs)
+
+    return answer
+
+
+def approve_by_sandbox_reviewers(**kwargs) -> Answer:
+    """Production's two approvals, by the sandbox's two auto-reviewer keys in turn."""
+    from tasks.approval.client import send_approval
+
+    def answer(run_id: str, pause_key: str) -> None:
+        nth = int(pause_key.rsplit("-", 1)[-1])
+        send_approval(run_id, key=sandbox_key(nth), **kwargs)
+
+    return answer
+
+
 def artifacts_of(flow_run_id: str) -> dict[str, str]:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId

@@ -82,6 +82,7 @@ def browser_page(base_url: str, failure_png: Path):
             context.set_default_timeout(UI_TIMEOUT_MS)
             page = context.new_page()
             try:
+                log_in(page)
                 yield page
             except BaseException:
                 with suppress(Exception):
@@ -89,6 +90,20 @@ def browser_page(base_url: str, failure_png: Path):
                 raise
         finally:
             browser.close()
+
+
+def log_in(page) -> None:
+    """Sign in as the UI asks when the API requires PREFECT_API_AUTH_STRING (the sandbox does)."""
+    from playwright.sync_api import expect
+
+    auth = os.environ.get("PREFECT_API_AUTH_STRING")
+    if not auth:
+        return
+    page.goto("/")
+    password = page.get_by_placeholder("admin:pass")
+    password.fill(auth)
+    page.get_by_role("button", name="Login").click()
+    expect(password).to_be_hidden()
 
 
 def form_field(dialog, label: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import threading
 
-from tests.rollout_run import RolloutRun, approve_as, task_names
+from tests.rollout_run import RolloutRun, approve_as, approve_by_sandbox_reviewers, task_names
 
 
 def run_concurrently(
@@ -22,11 +22,16 @@ def run_concurrently(
 
     def one(i: int) -> None:
         environment = environments[i] if environments else "staging"
-        reviewers = iter([f"reviewer-{i}", f"second-reviewer-{i}"])  # production needs two
+        # Production needs two approvals signed by two registered keys.
+        answer = (
+            approve_by_sandbox_reviewers()
+            if environment != "staging"
+            else approve_as(f"reviewer-{i}")
+        )
         try:
             start.wait()
             runs[i] = rollout(
-                lambda run_id, key: approve_as(next(reviewers))(run_id, key),
+                answer,
                 environment=environment,
                 **params,
             )

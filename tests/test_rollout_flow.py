@@ -11,7 +11,14 @@ from mirror_rollout.provisioners.state_backend import BackendSpec
 from mirror_rollout.provisioners.terraform_binary import find_terraform
 from tests.applied import apply_environment, state_addresses, state_document, state_serial
 from tests.aws_inventory import client, inventory
-from tests.rollout_run import approve_as, artifacts_of, task_names
+from tests.rollout_run import (
+    approve_as,
+    approve_by_sandbox_reviewers,
+    approve_signed,
+    artifacts_of,
+    sandbox_key,
+    task_names,
+)
 
 
 def nothing_applied(environment: str = "staging", before=None) -> None:
@@ -176,10 +183,10 @@ def test_destructive_plan_needs_allow_destroy(rollout, infra, tmp_path):
 
 def test_production_needs_two_distinct_reviewers(rollout):
     before = inventory()
-    run = rollout(approve_as("grace"), environment="production")
+    run = rollout(approve_signed(sandbox_key(1)), environment="production")
     assert run.state.is_failed()
     assert run.pauses == ["approval-1", "approval-2"]
-    assert "grace already approved" in message(run)
+    assert "already approved this plan (as sandbox-auto)" in message(run)
     nothing_applied("production", before)
 
 
@@ -189,7 +196,7 @@ def test_production_with_one_reviewer_times_out(rollout):
 
     def only_first(run_id: str, key: str) -> None:
         if key == "approval-1":
-            approve_as("heidi")(run_id, key)
+            approve_signed(sandbox_key(1))(run_id, key)
             answered.append(key)
 
     run = rollout(only_first, environment="production", approval_timeout_seconds=5)
@@ -199,12 +206,13 @@ def test_production_with_one_reviewer_times_out(rollout):
 
 
 def test_production_with_two_reviewers_applies(rollout):
-    reviewers = iter(["ivan", "judy"])
-    run = rollout(
-        lambda run_id, key: approve_as(next(reviewers))(run_id, key), environment="production"
-    )
+    # Two registered keys (the sandbox's auto-reviewers): the unsigned cases are in
+    # tests/test_approval_identity.py.
+    run = rollout(approve_by_sandbox_reviewers(), environment="production")
     assert run.state.is_completed(), message(run)
-    assert [a["reviewer"] for a in run.state.result()["approvals"]] == ["ivan", "judy"]
+    approvals = run.state.result()["approvals"]
+    assert [a["reviewer"] for a in approvals] == ["sandbox-auto", "sandbox-auto-2"]
+    assert len({a["key_fingerprint"] for a in approvals}) == 2
     # Production drills only when asked: on AWS a restore takes minutes to hours and costs money.
     checklist = artifacts_of(run.flow_run_id)["production-production-checklist"]
     assert "- [ ] PITR restore drill: a restored copy matches the source at T — SKIPPED" in (

@@ -29,6 +29,7 @@ import boto3
 import pytest
 
 from mirror_rollout import PROJECT_ROOT, contract
+from mirror_rollout.sandbox import auto_reviewer_key_path
 from tests.conftest import reset_moto
 
 SCRIPTS = PROJECT_ROOT / "scripts"
@@ -168,9 +169,10 @@ def wait_paused(run_id: str, answered: set[str], seconds: float = 180) -> str:
     raise AssertionError(f"run {run_id} did not pause within {seconds} s")
 
 
-def approve(run_id: str, reviewer: str, *extra: str) -> None:
+def approve(run_id: str, reviewer: str | None, *extra: str) -> None:
+    named = ["--reviewer", reviewer] if reviewer is not None else []
     done = subprocess.run(
-        [MIRROR_ROLLOUT, "approve", run_id, "--reviewer", reviewer, *extra],
+        [MIRROR_ROLLOUT, "approve", run_id, *named, *extra],
         env=env(),
         capture_output=True,
         text=True,
@@ -400,9 +402,11 @@ def test_deploy_production_two_approvals_then_verify(deployed):
     )
     run_id = running.first_run_id()
     answered: set[str] = set()
-    for reviewer in ("alice", "bob"):
+    # Two registered keys: the sandbox's auto-reviewers (registered on the sandbox only).
+    for nth in (1, 2):
         answered.add(wait_paused(run_id, answered))
-        approve(run_id, reviewer, "--comment", "scripts test")
+        key = auto_reviewer_key_path(Path(env()["MIRROR_ROLLOUT_SANDBOX_REVIEWERS"]), nth)
+        approve(run_id, None, "--key", str(key), "--comment", "scripts test")
     done = running.wait()
     assert done.returncode == 0, output(done)
     rollout, pitr_run, drift_run = run_ids(done.stdout)

@@ -6,8 +6,11 @@ import uuid
 from pathlib import Path
 
 from mirror_rollout import contract
+from mirror_rollout.sandbox import auto_reviewer_key_path
+from tasks.approval.identity import read_key
+from tasks.approval.reviewers import SANDBOX_REVIEWERS_ENV
 from tests.aws_inventory import client
-from tests.rollout_run import approve_as
+from tests.rollout_run import approve_signed, sandbox_key
 
 
 def nonce_values(environment: str) -> list[str]:
@@ -28,7 +31,7 @@ def files_under(path: Path) -> list[Path]:
 
 
 def test_no_nonce_value_leaves_ssm(rollout, sandbox, tmp_path, capfd):
-    run = rollout(approve_as("alice"))
+    run = rollout(approve_signed(sandbox_key(1)))  # signed: the key is scanned for below
     assert run.state.is_completed(), run.state.message
     values = nonce_values("staging")
     assert values and all(
@@ -90,6 +93,14 @@ def test_no_nonce_value_leaves_ssm(rollout, sandbox, tmp_path, capfd):
         *values,
         sandbox.exports["AWS_ACCESS_KEY_ID"],
         sandbox.exports["AWS_SECRET_ACCESS_KEY"],
+        # The Prefect API's auth string and the sandbox reviewers' private keys too.
+        sandbox.exports["PREFECT_API_AUTH_STRING"],
+        *(
+            read_key(
+                auto_reviewer_key_path(Path(sandbox.exports[SANDBOX_REVIEWERS_ENV]), n)
+            ).private_key.get_secret_value()
+            for n in (1, 2)
+        ),
     ]
     leaks = [
         (place, value[:6])

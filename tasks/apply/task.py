@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from mirror_rollout import markdown as md
 from mirror_rollout.aws import failed_with, is_transient
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners import make_provisioner
@@ -67,8 +68,10 @@ def outputs_markdown(environment: str, result: ApplyResult) -> str:
             + [f"- `{a}`: {why}" for a, why in sorted(result.not_provisioned.items())]
             + [""]
         )
-    lines += ["| output | value |", "|---|---|"]
-    lines += [f"| {k} | `{v}` |" for k, v in sorted(result.outputs.items())]
+    lines += md.table(
+        ["output", "value"],
+        [[k, md.code_cell(v)] for k, v in sorted(result.outputs.items())],
+    )
     return "\n".join(lines) + "\n"
 
 

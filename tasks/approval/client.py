@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 
 from mirror_rollout.errors import ConfigError, RolloutError
 from tasks.approval.form import ApprovalForm
+from tasks.approval.identity import PrivateKeyFile, approval_message
 
 
 class PendingApproval(BaseModel):
@@ -63,26 +64,58 @@ def pending_approval(run_id: str) -> PendingApproval:
     )
 
 
+def signature_for(
+    pending: PendingApproval,
+    key: PrivateKeyFile,
+    *,
+    approve: bool = True,
+    allow_destroy: bool = False,
+    plan_sha256: str | None = None,
+) -> str:
+    """The signature of this run's pending stage, for the form's ``signature`` field."""
+    message = approval_message(
+        pending.flow_run_id,
+        pending.pause_key,
+        (plan_sha256 or pending.plan_sha256).lower(),
+        approve,
+        allow_destroy,
+    )
+    return key.sign(message)
+
+
 def send_approval(
     run_id: str,
-    reviewer: str,
+    reviewer: str | None = None,
     *,
     approve: bool = True,
     comment: str = "",
     allow_destroy: bool = False,
     plan_sha256: str | None = None,
-) -> ApprovalForm:
-    """Resume the paused run with an ApprovalForm; the flow then checks it like a UI answer."""
+    key: PrivateKeyFile | None = None,
+    signature: str | None = None,
+) -> tuple[ApprovalForm, PendingApproval]:
+    """Resume the paused run with an ApprovalForm; the flow then checks it like a UI answer.
+
+    With ``key`` the approval is signed for this run, stage, plan and decision, and
+    the reviewer defaults to the key's name.
+    """
     from prefect.flow_runs import resume_flow_run
 
     pending = pending_approval(run_id)
+    name = reviewer if reviewer is not None else (key.reviewer if key else "")
+    sha = (plan_sha256 or pending.plan_sha256).lower()
+    if key is not None and signature is None:
+        signature = signature_for(
+            pending, key, approve=approve, allow_destroy=allow_destroy, plan_sha256=sha
+        )
     try:
         form = ApprovalForm(
             approve=approve,
-            reviewer=reviewer.strip(),
+            reviewer=name.strip(),
             comment=comment,
-            plan_sha256=(plan_sha256 or pending.plan_sha256).lower(),
+            plan_sha256=sha,
             allow_destroy=allow_destroy,
+            signature=signature or "",
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -97,4 +130,42 @@ def send_approval(
         raise RolloutError(
             f"the run did not accept the approval: {exc}", "check the run in the Prefect UI"
         ) from None
-    return form
+    return form, pending
+
+
+class Decision(BaseModel):
+    """What the flow made of an answer: accepted (and what comes next) or refused and why."""
+
+    accepted: bool
+    message: str
+
+
+def await_decision(run_id: str, stage: str, timeout: float = 120, poll: float = 0.5) -> Decision:
+    """Wait until the run has decided on the answer to ``stage`` (or ended)."""
+    import time
+
+    from prefect import get_client
+    from prefect.input.actions import read_flow_run_input
+
+    from tasks.approval.pause import DECISION_KEY
+
+    flow_run_id = _run_id(run_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = read_flow_run_input(DECISION_KEY.format(stage=stage), flow_run_id=flow_run_id)
+        if found is not None:
+            return Decision.model_validate(found)
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(flow_run_id).state
+        if state is not None and state.is_final():
+            # Ended without a decision record (crashed, cancelled): report the state.
+            found = read_flow_run_input(DECISION_KEY.format(stage=stage), flow_run_id=flow_run_id)
+            if found is not None:
+                return Decision.model_validate(found)
+            return Decision(accepted=False, message=f"the run ended {state.name}: {state.message}")
+        if time.monotonic() > deadline:
+            raise RolloutError(
+                f"the run did not decide on the approval within {timeout:.0f} s",
+                "see the run in the Prefect UI",
+            )
+        time.sleep(poll)

@@ -8,8 +8,18 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field, create_model
 from pydantic.fields import FieldInfo
 
+from mirror_rollout import markdown as md
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners.document import PlanSummary
+from tasks.approval.identity import (
+    approval_message,
+    decode_signature,
+    display_name,
+    same_name,
+    skeletons,
+    verifies,
+)
+from tasks.approval.reviewers import EnvironmentReviewers
 
 AUTO_REVIEWER = "sandbox-auto"
 
@@ -28,6 +38,14 @@ class ApprovalForm(RunInput):
     )
     allow_destroy: bool = Field(
         False, description="Required when the plan deletes or replaces stateful resources"
+    )
+    signature: str = Field(
+        "",
+        description=(
+            "Registered reviewers (always in production): paste the output of "
+            "`mirror-rollout sign RUN_ID --key YOUR_KEY_FILE` (add --allow-destroy or --reject "
+            "to match the boxes above); it binds your key to this run, stage, plan and decision"
+        ),
     )
 
 
@@ -49,12 +67,19 @@ def prefilled_form(description: str, **defaults) -> type[ApprovalForm]:
     return form
 
 
+#: What an approval without a signature records as its key.
+UNSIGNED = "unsigned"
+
+
 class ApprovalRecord(BaseModel):
     reviewer: str
     decided_at: datetime
     plan_sha256: str
     comment: str = ""
     allow_destroy: bool = False
+    #: The registered key that signed (``ed25519:…``), or "unsigned" where the registry allows it.
+    key_fingerprint: str = UNSIGNED
+    stage: str = ""
 
 
 class ApprovalRejected(RolloutError):
@@ -66,10 +91,17 @@ def check_approval(
     summary: PlanSummary,
     previous: list[ApprovalRecord],
     backend: str,
+    reviewers: EnvironmentReviewers,
+    flow_run_id: str,
+    stage: str,
     now: datetime | None = None,
 ) -> ApprovalRecord:
-    """Accept ``form`` for the plan ``summary`` or raise ApprovalRejected saying why."""
-    reviewer = form.reviewer.strip()
+    """Accept ``form`` for the plan ``summary`` or raise ApprovalRejected saying why.
+
+    ``reviewers`` is the environment's registry entry; ``flow_run_id`` and ``stage``
+    (the pause key) are what a signature must name.
+    """
+    reviewer = display_name(form.reviewer)
     if not reviewer:
         raise ApprovalRejected("the approval names no reviewer", "fill in the reviewer field")
     if not form.approve:
@@ -88,22 +120,82 @@ def check_approval(
             f"the plan deletes or replaces stateful resources ({targets}) and the approval does not set allow_destroy",
             "re-run and approve with allow_destroy if destroying them is intended",
         )
-    if reviewer.startswith(AUTO_REVIEWER) and backend != "sandbox":
+    if backend != "sandbox" and _looks_automatic(reviewer):
         raise ApprovalRejected(
             "auto-approval is only allowed on the sandbox", "have a person approve this plan"
         )
-    if any(p.reviewer.casefold() == reviewer.casefold() for p in previous):
-        raise ApprovalRejected(
-            f"{reviewer} already approved this plan; production needs two different reviewers",
-            "ask a second reviewer to approve",
-        )
+    reviewer, key = _identify(form, reviewer, reviewers, flow_run_id, stage)
+    for earlier in previous:
+        if key != UNSIGNED and earlier.key_fingerprint == key:
+            raise ApprovalRejected(
+                f"key {key} already approved this plan (as {earlier.reviewer}); "
+                "production needs two different reviewers",
+                "ask a second registered reviewer to approve with their own key",
+            )
+        if same_name(earlier.reviewer, reviewer):
+            raise ApprovalRejected(
+                f"{reviewer} already approved this plan (as {earlier.reviewer}); "
+                "production needs two different reviewers",
+                "ask a second reviewer to approve",
+            )
     return ApprovalRecord(
         reviewer=reviewer,
         decided_at=now or datetime.now(UTC),
         plan_sha256=summary.sha256,
         comment=form.comment,
         allow_destroy=form.allow_destroy,
+        key_fingerprint=key,
+        stage=stage,
     )
+
+
+def _looks_automatic(reviewer: str) -> bool:
+    """``sandbox-auto``, ``sandbox-auto-2`` or a look-alike of either."""
+    auto = skeletons(AUTO_REVIEWER)
+    return any(s.startswith(a) for s in skeletons(reviewer) for a in auto)
+
+
+def _identify(
+    form: ApprovalForm,
+    reviewer: str,
+    reviewers: EnvironmentReviewers,
+    flow_run_id: str,
+    stage: str,
+) -> tuple[str, str]:
+    """(registered name, key fingerprint) of a signed approval, (name, "unsigned") otherwise."""
+    registered = reviewers.find(reviewer)
+    signature = form.signature.strip()
+    if not signature:
+        if registered is not None:
+            raise ApprovalRejected(
+                f"{reviewer} is a registered reviewer (as {registered.name}), but the approval is not signed",
+                f"sign it: mirror-rollout approve {flow_run_id} --key YOUR_KEY_FILE, "
+                "or paste `mirror-rollout sign` output into the signature field",
+            )
+        if not reviewers.allow_unsigned:
+            raise ApprovalRejected(
+                f"unsigned approval by {reviewer}: this environment accepts only approvals "
+                "signed by a reviewer registered in deployments/reviewers.yaml",
+                "register with `mirror-rollout reviewer new NAME`, then approve with --key",
+            )
+        return reviewer, UNSIGNED
+    if registered is None:
+        raise ApprovalRejected(
+            f"{reviewer} signed, but is not a registered reviewer of this environment",
+            "add the entry `mirror-rollout reviewer new` printed to deployments/reviewers.yaml",
+        )
+    raw = decode_signature(signature)
+    message = approval_message(
+        flow_run_id, stage, form.plan_sha256, form.approve, form.allow_destroy
+    )
+    if raw is None or not verifies(registered.key, message, raw):
+        raise ApprovalRejected(
+            f"the signature does not verify against {registered.name}'s registered key "
+            f"{registered.fingerprint} for run {flow_run_id}, {stage}, plan {form.plan_sha256[:12]}…, "
+            f"approve={form.approve}, allow_destroy={form.allow_destroy}",
+            f"sign this run's approval with your own key: mirror-rollout sign {flow_run_id} --key YOUR_KEY_FILE",
+        )
+    return registered.name, registered.fingerprint
 
 
 def approvals_needed(environment: str) -> int:
@@ -111,14 +203,29 @@ def approvals_needed(environment: str) -> int:
 
 
 def approval_markdown(environment: str, records: list[ApprovalRecord]) -> str:
-    lines = [
-        f"# Approval record — {environment}",
-        "",
-        "| # | reviewer | decided at (UTC) | plan sha256 | allow_destroy | comment |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {i} | {r.reviewer} | {r.decided_at:%Y-%m-%d %H:%M:%S} | `{r.plan_sha256}` | {r.allow_destroy} | {r.comment} |"
-        for i, r in enumerate(records, 1)
-    ]
+    """The approval record; every value a reviewer typed is escaped (one row per approval)."""
+    lines = [md.heading(1, f"Approval record — {environment}"), ""]
+    lines += md.table(
+        [
+            "#",
+            "reviewer",
+            "key",
+            "decided at (UTC)",
+            "plan sha256",
+            "allow_destroy",
+            "comment",
+        ],
+        [
+            [
+                i,
+                r.reviewer,
+                md.code_cell(r.key_fingerprint),
+                f"{r.decided_at:%Y-%m-%d %H:%M:%S}",
+                md.code_cell(r.plan_sha256),
+                r.allow_destroy,
+                r.comment,
+            ]
+            for i, r in enumerate(records, 1)
+        ],
+    )
     return "\n".join(lines) + "\n"

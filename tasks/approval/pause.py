@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.exceptions import FlowPauseTimeout
@@ -16,6 +18,7 @@ from tasks.approval.form import (
     check_approval,
     prefilled_form,
 )
+from tasks.approval.reviewers import reviewers_for
 from tasks.plan.review import approval_description
 
 #: How often the paused flow looks for the reviewer's answer (approval-to-apply latency):
@@ -35,10 +38,30 @@ def _record_final_message(text: str) -> None:
         client.set_flow_run_state(flow_run.get_id(), Failed(message=text), force=True)
 
 
-def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> list[ApprovalRecord]:
+#: Run input key under which the flow answers each stage (read by `mirror-rollout approve`).
+DECISION_KEY = "{stage}-decision"
+
+
+def _record_decision(stage: str, accepted: bool, message: str) -> None:
+    """Tell whoever answered the pause what the flow made of it (an approver may not see logs)."""
+    from prefect.input.actions import create_flow_run_input
+
+    create_flow_run_input(
+        key=DECISION_KEY.format(stage=stage), value={"accepted": accepted, "message": message}
+    )
+
+
+def request_approvals(
+    plan: PlanResult, backend: str, timeout_seconds: int, root: Path
+) -> list[ApprovalRecord]:
     """Called from the flow: one pause per approval needed, asked one after the other."""
+    from prefect.runtime import flow_run
+
     logger = get_run_logger()
     needed = approvals_needed(plan.environment)
+    # A bad registry stops the run here, before anyone is asked (nothing is applied).
+    reviewers = reviewers_for(plan.environment, backend, root)
+    run_id = str(flow_run.get_id())
     records: list[ApprovalRecord] = []
     for position in range(1, needed + 1):
         form_type = prefilled_form(
@@ -51,12 +74,13 @@ def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> l
             plan.sha256,
             timeout_seconds,
         )
+        stage = f"approval-{position}"
         try:
             form = pause_flow_run(
                 wait_for_input=form_type,
                 timeout=timeout_seconds,
                 poll_interval=POLL_SECONDS.get(backend, DEFAULT_POLL_SECONDS),
-                key=f"approval-{position}",
+                key=stage,
             )
         except FlowPauseTimeout:
             rejected = ApprovalRejected(
@@ -65,8 +89,27 @@ def request_approvals(plan: PlanResult, backend: str, timeout_seconds: int) -> l
             )
             _record_final_message(str(rejected))
             raise rejected from None
-        record = check_approval(form, plan.summary, records, backend)
-        logger.info("Approved by %s (%d of %d)", record.reviewer, position, needed)
+        try:
+            record = check_approval(form, plan.summary, records, backend, reviewers, run_id, stage)
+        except ApprovalRejected as refused:
+            _record_decision(stage, False, str(refused))
+            raise
+        following = (
+            f"waiting for approval {position + 1} of {needed}" if position < needed else "applying"
+        )
+        _record_decision(
+            stage,
+            True,
+            f"approval {position} of {needed} accepted from {record.reviewer} "
+            f"(key {record.key_fingerprint}); {following}",
+        )
+        logger.info(
+            "Approved by %s, key %s (%d of %d)",
+            record.reviewer,
+            record.key_fingerprint,
+            position,
+            needed,
+        )
         records.append(record)
     create_markdown_artifact(
         key=f"{plan.environment}-approval",

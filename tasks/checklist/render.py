@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from mirror_rollout import markdown as md
 from mirror_rollout.results import CheckResult, Status
 
 _LINE = re.compile(r"^- \[ \] (?P<text>.+?)\s*<!--\s*evidence:\s*(?P<selectors>[^>]*?)\s*-->\s*$")
@@ -95,9 +96,14 @@ def render(
         lines.append(ChecklistLine(match["text"], selectors, status, detail))
         box = "x" if status is Status.PASS else " "
         # No **bold** here: the Prefect UI shows it literally inside task-list items.
-        body.append(f"- [{box}] {match['text']} — {status.value}: {detail}")
+        # Details quote API and reviewer text: escaped, they cannot add lines or markup.
+        body.append(f"- [{box}] {match['text']} — {status.value}: {md.inline(detail)}")
     verdict = verdict_of(lines)
-    top = [f"**Verdict: {verdict}**", ""] + [f"- {k}: {v}" for k, v in header.items()] + [""]
+    top = (
+        [f"**Verdict: {verdict}**", ""]
+        + [f"- {k}: {md.inline(v)}" for k, v in header.items()]
+        + [""]
+    )
     text = "\n".join(body)
     # Keep the title, replace the template's introduction by the verdict and run facts.
     title = text.split("\n", 1)[0] if text.startswith("#") else "# Production deployment checklist"

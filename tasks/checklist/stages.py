@@ -27,13 +27,21 @@ def plan_results(plan: PlanResult) -> list[CheckResult]:
 
 
 def approval_results(records: list[ApprovalRecord], needed: int) -> list[CheckResult]:
-    ok = len(records) >= needed and len({r.reviewer.casefold() for r in records}) == len(records)
+    from tasks.approval.form import UNSIGNED
+    from tasks.approval.identity import same_name
+
+    keys = [r.key_fingerprint for r in records if r.key_fingerprint != UNSIGNED]
+    distinct = len(set(keys)) == len(keys) and not any(
+        same_name(a.reviewer, b.reviewer) for i, a in enumerate(records) for b in records[:i]
+    )
+    ok = len(records) >= needed and distinct
     return [
         CheckResult(
             check_id="APPROVAL-001",
             title="Plan approved by the required reviewers",
             status=Status.PASS if ok else Status.FAIL,
-            subject=", ".join(r.reviewer for r in records) or "nobody",
+            subject=", ".join(f"{r.reviewer} (key {r.key_fingerprint})" for r in records)
+            or "nobody",
             message=f"{len(records)} of {needed} approval(s) for sha256 {records[0].plan_sha256 if records else '-'}",
             evidence=[
                 Evidence(

@@ -13,6 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
+from mirror_rollout import markdown as md
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import overall
@@ -52,12 +53,14 @@ def baseline_markdown(environment: str, stored: dict[str, Any], snapshot: Snapsh
         f"Stored at `{stored['uri']}` (version `{stored['version_id']}`), copy `{stored['copy']}`,",
         f"run `{stored['run_id']}`, captured {stored['captured_at']}: {len(snapshot)} resources.",
         "",
-        "| resource | attributes |",
-        "|---|---|",
     ]
-    for resource, attributes in sorted(snapshot.items()):
-        text = json.dumps(attributes, sort_keys=True).replace("|", "\\|")
-        lines.append(f"| `{resource}` | `{text[:400]}` |")
+    lines += md.table(
+        ["resource", "attributes"],
+        [
+            [md.code_cell(resource), md.code_cell(json.dumps(attributes, sort_keys=True)[:400])]
+            for resource, attributes in sorted(snapshot.items())
+        ],
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from mirror_rollout import markdown as md
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult
 from tasks.expectations.runner import SuiteOutcome, run_suite, to_check_results
@@ -41,10 +42,20 @@ def docs_markdown(environment: str, outcome: SuiteOutcome) -> str:
         page = Path(outcome.validation_page)
         lines.append(f"- This validation: [{page}]({page.as_uri()})")
     if outcome.failed:
-        lines += ["", "| check | expectation | rows / observed |", "|---|---|---|"]
-        for e in outcome.failed:
-            seen = e.exception or e.missing or e.unexpected_rows or e.observed
-            lines.append(f"| {e.check_id} | {e.description} | `{str(seen)[:300]}` |")
+        lines += [""]
+        lines += md.table(
+            ["check", "expectation", "rows / observed"],
+            [
+                [
+                    e.check_id,
+                    e.description,
+                    md.code_cell(
+                        str(e.exception or e.missing or e.unexpected_rows or e.observed)[:300]
+                    ),
+                ]
+                for e in outcome.failed
+            ],
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from mirror_rollout import markdown as md
 from tasks.github_secrets.plan import STATE_BUCKET_OUTPUT, SecretToSet
 
 Status = Literal["ready", "missing", "created", "updated"]
@@ -77,9 +78,10 @@ def markdown(report: SecretsReport) -> str:
         "",
         f"Secrets {verb}{where}. Values are never shown.",
         "",
-        "| secret | from | status |",
-        "|---|---|---|",
-        *(f"| `{s.name}` | {s.source} | {s.status} |" for s in report.secrets),
+        *md.table(
+            ["secret", "from", "status"],
+            [[md.code_cell(s.name), s.source, s.status] for s in report.secrets],
+        ),
     ]
     if report.next_steps:
         lines += ["", *(f"- {step}" for step in report.next_steps)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mirror_rollout import markdown as md
 from mirror_rollout.provisioners.base import PlanResult
 from mirror_rollout.results import CheckResult, Status
 
@@ -30,26 +31,31 @@ def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = Non
         lines.append("")
     if plan.override is not None:
         lines += _override_section(plan)
-    lines += ["## Counts", "", "| action | count |", "|---|---|"]
-    lines += [
-        f"| {a} | {n} |" for a, n in sorted(s.counts.items(), key=lambda kv: _ORDER.get(kv[0], 9))
-    ]
-    lines += ["", "## By type", "", "| type | changes |", "|---|---|"]
-    lines += [
-        f"| {t} | {', '.join(f'{n} {a}' for a, n in sorted(c.items()))} |"
-        for t, c in s.by_type.items()
-    ]
-    lines += [
-        "",
-        "## Every resource",
-        "",
-        "| action | address | changed arguments |",
-        "|---|---|---|",
-    ]
-    for change in sorted(
+    # Addresses, types and argument names come from the plan: every cell is escaped.
+    lines += ["## Counts", ""]
+    lines += md.table(
+        ["action", "count"],
+        sorted(s.counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)),
+    )
+    lines += ["", "## By type", ""]
+    lines += md.table(
+        ["type", "changes"],
+        [
+            [md.code_cell(t), ", ".join(f"{n} {a}" for a, n in sorted(c.items()))]
+            for t, c in s.by_type.items()
+        ],
+    )
+    lines += ["", "## Every resource", ""]
+    changes = sorted(
         plan.document.managed_changes(), key=lambda c: (_ORDER.get(c.action, 9), c.address)
-    ):
-        lines.append(f"| {change.action} | `{change.address}` | {_changed(change)} |")
+    )
+    lines += md.table(
+        ["action", "address", "changed arguments"],
+        [
+            [c.action, md.code_cell(c.address), md.code_cell(_changed(c)) if _changed(c) else ""]
+            for c in changes
+        ],
+    )
     if guardrails is not None:
         failed = [r for r in guardrails if r.status is Status.FAIL]
         checks = len({r.check_id for r in guardrails})
@@ -125,6 +131,16 @@ def approval_description(plan: PlanResult, reviewers_needed: int, position: int)
             + ", ".join(f"`{d.address}`" for d in s.destructive)
             + ". Set **allow_destroy** to approve it.",
         ]
+    lines += [
+        "",
+        "Registered reviewers sign: run `mirror-rollout sign RUN_ID --key YOUR_KEY_FILE` "
+        "(with `--allow-destroy` if you tick allow_destroy) and paste its output into "
+        "**signature**, or answer from a terminal with `mirror-rollout approve RUN_ID --key YOUR_KEY_FILE`.",
+    ]
     if reviewers_needed > 1:
-        lines += ["", "Production needs two approvals from two different reviewers."]
+        lines += [
+            "",
+            "Production needs two approvals signed by two different registered reviewers "
+            "(deployments/reviewers.yaml); unsigned approvals are refused.",
+        ]
     return "\n".join(lines)
