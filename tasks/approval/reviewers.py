@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.environments import PRODUCTION
 from mirror_rollout.errors import ConfigError
 from tasks.approval.identity import (
@@ -131,7 +132,11 @@ def _load_yaml(path: Path, model: type[BaseModel], fix: str):
 
 
 def load_registry(root: Path) -> ReviewerRegistry:
+    """The root's own registry, else this project's: a root given with ``--root`` need only
+    hold infra/terraform, and who may approve is the rollout tool's setting."""
     path = root / REGISTRY_PATH
+    if not path.is_file() and (PROJECT_ROOT / REGISTRY_PATH).is_file():
+        path = PROJECT_ROOT / REGISTRY_PATH
     return _load_yaml(
         path,
         ReviewerRegistry,
