@@ -173,8 +173,8 @@ def approve(
 ) -> None:
     """Approve (or reject) a paused rollout, then report what the flow decided.
 
-    Exit 0 when the flow accepted the approval, 1 when it refused it (or the answer
-    was a rejection), 2 for a usage or API error.
+    Exit 0 when the flow accepted the approval or stopped on the rejection, 1 when it
+    refused the approval, 2 for a usage or API error.
     """
     from tasks.approval.client import await_decision, pending_approval, send_approval
     from tasks.approval.identity import read_key
@@ -203,6 +203,10 @@ def approve(
     decision = await_decision(pending.flow_run_id, pending.pause_key, timeout=wait)
     if decision.accepted:
         console.print(f"[green]accepted[/]: {decision.message}", highlight=False, soft_wrap=True)
+        return
+    if reject:
+        # Any rejection stops the run, signed or not: what was asked for happened.
+        console.print(f"[yellow]rejected[/]: {decision.message}", highlight=False, soft_wrap=True)
         return
     err_console.print(f"[red]refused[/]: {decision.message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
