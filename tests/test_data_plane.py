@@ -167,6 +167,7 @@ def test_a_consent_table_reverted_to_orgid_fails_naming_both_sides(staging, tmp_
     from mirror_rollout.evidence import ValidationFailed
     from mirror_rollout.provisioners import terraform_for
     from tasks.approval.form import ApprovalForm, ApprovalRejected, check_approval
+    from tasks.approval.reviewers import reviewers_for
     from tasks.data_plane.task import data_plane_contract
 
     old = InfraCopy(tmp_path / "old")
@@ -221,9 +222,11 @@ def test_a_consent_table_reverted_to_orgid_fails_naming_both_sides(staging, tmp_
         ("aws_dynamodb_table.consent", "replace")
     ]
     form = dict(approve=True, reviewer="dana", plan_sha256=planned.sha256)
+    # Staging's registry takes an unsigned approval from an unregistered name.
+    gate = (reviewers_for(ENV, "sandbox", PROJECT_ROOT), "run-of-the-migration", "approval-1")
     with pytest.raises(ApprovalRejected, match=r"aws_dynamodb_table\.consent.*allow_destroy"):
-        check_approval(ApprovalForm(**form), planned.summary, [], "sandbox")
-    check_approval(ApprovalForm(**form, allow_destroy=True), planned.summary, [], "sandbox")
+        check_approval(ApprovalForm(**form), planned.summary, [], "sandbox", *gate)
+    check_approval(ApprovalForm(**form, allow_destroy=True), planned.summary, [], "sandbox", *gate)
     terraform.apply(Path(planned.plan_file), planned.sha256)
     results = data_plane_contract.fn(ENV, REGION, "sandbox")
     assert {r.status for r in results} == {Status.PASS}

@@ -202,8 +202,8 @@ resource "aws_dynamodb_table" "fp_events" {
 }
 
 resource "aws_dynamodb_table" "consent" {
-  name                        = local.table_names.consent
-  billing_mode                = "PAY_PER_REQUEST"
+  name         = local.table_names.consent
+  billing_mode = "PAY_PER_REQUEST"
   # The Oracle's consent adapter keys records on pk = org#{sha256(orgId)},
   # sk = consent#{scope}#... (infra/data-plane.yaml). Changing the keys replaces
   # the table: see the README's consent-table migration before applying.
