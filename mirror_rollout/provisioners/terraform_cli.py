@@ -295,6 +295,8 @@ _LOCK_OPERATIONS = {
 #: environment's slot, so no other apply of this environment can own a lock taken here
 #: after this one started.)
 RECOVERABLE_LOCKS = frozenset({"plan", "re-plan", "workspace select or create", "apply"})
+#: How many times in a row one command may remove its own stale lock and run again.
+OWN_LOCK_RECOVERIES = 3
 
 
 def lock_owner() -> str:
@@ -568,31 +570,33 @@ class TerraformCli:
         lock of this command's operation, by this user and host, created after the
         command started.
         """
-        begun = datetime.now(UTC)
-        try:
-            return self._run_once(name, argv, **options)
-        except StateLocked as error:
-            locked = error
-            lock = own_lock(locked.output, name, begun, lock_owner())
-            if lock is None or name not in RECOVERABLE_LOCKS:
-                raise
-        _log(
-            logging.WARNING,
-            f"{self.tool} {name} failed against the lock {lock} it had itself just taken "
-            "(a retried lock write); removing that lock and running the command again",
-        )
-        if name == "workspace select or create":
-            # Terraform's force-unlock needs the workspace, which this lock kept from being
-            # created: release exactly that lock item, as Terraform's unlock would.
-            from mirror_rollout.provisioners.state_backend import read_backend, release_lock
+        # Under load the same retried write can happen to the rerun too: a few times, then stop.
+        for attempt in range(OWN_LOCK_RECOVERIES + 1):
+            begun = datetime.now(UTC)
+            try:
+                return self._run_once(name, argv, **options)
+            except StateLocked as error:
+                locked = error
+                lock = own_lock(locked.output, name, begun, lock_owner())
+                if lock is None or name not in RECOVERABLE_LOCKS or attempt == OWN_LOCK_RECOVERIES:
+                    raise
+            _log(
+                logging.WARNING,
+                f"{self.tool} {name} failed against the lock {lock} it had itself just taken "
+                "(a retried lock write); removing that lock and running the command again",
+            )
+            if name == "workspace select or create":
+                # Terraform's force-unlock needs the workspace, which this lock kept from being
+                # created: release exactly that lock item, as Terraform's unlock would.
+                from mirror_rollout.provisioners.state_backend import read_backend, release_lock
 
-            spec = read_backend(self.source)
-            if spec is None:
-                raise locked
-            release_lock(spec, self.workspace, lock)
-        else:
-            self._run_once("force-unlock", self.commands(lock_id=lock)["force-unlock"])
-        return self._run_once(name, argv, **options)
+                spec = read_backend(self.source)
+                if spec is None:
+                    raise locked
+                release_lock(spec, self.workspace, lock)
+            else:
+                self._run_once("force-unlock", self.commands(lock_id=lock)["force-unlock"])
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _run_once(
         self,
