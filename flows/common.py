@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
+from mirror_rollout.results import CheckResult
 from mirror_rollout.settings import RolloutSettings, parse_settings
 
 
@@ -16,6 +17,22 @@ def start_run(**values: Any) -> tuple[RolloutSettings, Path]:
     run_dir = settings.output_dir(flow_run.get_name() or "local")
     private_dirs(run_dir, levels=3)
     return settings, run_dir
+
+
+def per_table_summary(
+    environment: str, region: str, results: list[CheckResult], verdict: str
+) -> dict:
+    """A per-table flow's return value, each result logged on the way out."""
+    from prefect import get_run_logger
+
+    for r in results:
+        get_run_logger().info("%s %s: %s", r.status.value, r.subject, r.message)
+    return {
+        "environment": environment,
+        "region": region,
+        "tables": {r.subject: r.status.value for r in results},
+        "verdict": verdict,
+    }
 
 
 def private_dirs(path: Path, levels: int) -> None:

@@ -26,7 +26,7 @@ from flows.nonce_rotation import cancel_scheduled_cleanup, nonce_grace_cleanup, 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.environments import parse_environment
 from mirror_rollout.errors import ConfigError
-from mirror_rollout.evidence import ValidationFailed, failure_results, publish
+from mirror_rollout.evidence import failure_results, publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence, Status
 from tasks.e2e.oracle import OracleClient
 from tasks.nonce import store
@@ -222,13 +222,11 @@ def nonce_rotation_test(
     )
     for r in results:
         logger.info("%s %s %s: %s", r.status.value, r.check_id, r.subject, r.message)
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "nonce rotation test failed: " + "; ".join(r.message for r in failed),
-            f"see the {env}-nonce-rotation-test and {env}-nonce-rotation artifacts",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "nonce rotation test failed",
+        f"see the {env}-nonce-rotation-test and {env}-nonce-rotation artifacts",
+    )
     return {
         "environment": env,
         "rotation_id": rotation_id,

@@ -6,8 +6,9 @@ Read-only by default: a table with PITR off fails the run, it is not switched on
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
+from flows.common import per_table_summary
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.environments import parse_environment
 from mirror_rollout.results import Status
@@ -25,11 +26,4 @@ def pitr_verification(
     env = parse_environment(environment)
     region = AwsClients(region, environment=env).region
     results = pitr_verify(env, region, enable=enable, max_attempts=max_attempts)
-    for r in results:
-        get_run_logger().info("%s %s: %s", r.status.value, r.subject, r.message)
-    return {
-        "environment": env,
-        "region": region,
-        "tables": {r.subject: r.status.value for r in results},
-        "verdict": Status.PASS.value,
-    }
+    return per_table_summary(env, region, results, Status.PASS.value)

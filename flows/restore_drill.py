@@ -8,9 +8,10 @@ restore takes minutes to hours and costs money: the timeouts here are generous.
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.common import per_table_summary
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.environments import parse_environment
 from mirror_rollout.evidence import overall
@@ -38,11 +39,4 @@ def restore_drill_flow(
             active_timeout_seconds=active_timeout_seconds,
             restorable_wait_seconds=restorable_wait_seconds,
         )
-    for r in results:
-        get_run_logger().info("%s %s: %s", r.status.value, r.subject, r.message)
-    return {
-        "environment": env,
-        "region": region,
-        "tables": {r.subject: r.status.value for r in results},
-        "verdict": overall(results).value,
-    }
+    return per_table_summary(env, region, results, overall(results).value)

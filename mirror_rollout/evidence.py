@@ -98,6 +98,16 @@ class ValidationFailed(RolloutError):
         self.results = results
 
 
+def raise_if_blocking(
+    results: list[CheckResult], problem: str, fix: str, *, with_ids: bool = False
+) -> None:
+    """ValidationFailed ("problem: what failed; …", ``fix``, the results) if any result blocks."""
+    failed = [r for r in results if r.blocking]
+    if failed:
+        said = (f"{r.check_id} {r.message}" if with_ids else r.message for r in failed)
+        raise ValidationFailed(f"{problem}: " + "; ".join(said), fix, results=results)
+
+
 def failure_results(prefix: str, title: str, error: BaseException) -> list[CheckResult]:
     """The results of a validation task that failed: its own, or one FAIL saying why it stopped."""
     carried = getattr(error, "results", None)

@@ -150,9 +150,8 @@ def _put_alarm_states(states: dict[str, str]) -> None:
             )
 
 
-def _tracked(resource_type: str) -> set[str]:
-    """The ids state tracks for ``resource_type``."""
-    state = state_document(ENV) or {}
+def _tracked(state: dict[str, Any], resource_type: str) -> set[str]:
+    """The ids ``state`` tracks for ``resource_type``."""
     return {
         instance["attributes"].get("id")
         for resource in state.get("resources", [])
@@ -163,7 +162,8 @@ def _tracked(resource_type: str) -> set[str]:
 
 def _remove_what_tests_added() -> None:
     prefix = f"mirror-dissonance-{ENV}-"
-    tables = _tracked("aws_dynamodb_table")
+    state = state_document(ENV) or {}
+    tables = _tracked(state, "aws_dynamodb_table")
     dynamodb = _client("dynamodb")
     for name in dynamodb.list_tables()["TableNames"]:
         if not name.startswith(prefix):
@@ -179,7 +179,7 @@ def _remove_what_tests_added() -> None:
             for item in page["Items"]:
                 dynamodb.delete_item(TableName=name, Key={k: item[k] for k in keys})
     ssm = _client("ssm")
-    parameters = _tracked("aws_ssm_parameter")
+    parameters = _tracked(state, "aws_ssm_parameter")
     for page in ssm.get_paginator("describe_parameters").paginate():
         for parameter in page["Parameters"]:
             if (
@@ -188,7 +188,7 @@ def _remove_what_tests_added() -> None:
             ):
                 ssm.delete_parameter(Name=parameter["Name"])
     s3 = _client("s3")
-    for bucket in _tracked("aws_s3_bucket"):
+    for bucket in _tracked(state, "aws_s3_bucket"):
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
                 s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
@@ -196,8 +196,8 @@ def _remove_what_tests_added() -> None:
     for url in sqs.list_queues().get("QueueUrls", []):
         sqs.delete_queue(QueueUrl=url)
     sns = _client("sns")
-    subscriptions = _tracked("aws_sns_topic_subscription")
-    topics = _tracked("aws_sns_topic")
+    subscriptions = _tracked(state, "aws_sns_topic_subscription")
+    topics = _tracked(state, "aws_sns_topic")
     for page in sns.get_paginator("list_subscriptions").paginate():
         for subscription in page["Subscriptions"]:
             arn = subscription["SubscriptionArn"]

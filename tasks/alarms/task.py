@@ -18,7 +18,12 @@ from prefect import task
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients, is_transient, retry_if_transient
-from mirror_rollout.evidence import Capabilities, ValidationFailed, capabilities, publish
+from mirror_rollout.evidence import (
+    Capabilities,
+    capabilities,
+    publish,
+    raise_if_blocking,
+)
 from mirror_rollout.results import CheckResult, Evidence, Status
 from tasks.alarms import checks as c
 from tasks.alarms.calls import calls_observed, error_code, iso, now, run_logger
@@ -355,11 +360,9 @@ def alarm_probe(
         notification_timeout_seconds=notification_timeout_seconds,
     )
     publish(f"{environment}-alarms", results, f"Alarms and SNS probe of {environment} ({backend})")
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "alarm/SNS probe failed: " + "; ".join(r.message for r in failed[:5]),
-            f"see the {environment}-alarms artifact; fix the alarms or topic (terraform apply) and rerun",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "alarm/SNS probe failed",
+        f"see the {environment}-alarms artifact; fix the alarms or topic (terraform apply) and rerun",
+    )
     return results

@@ -43,10 +43,9 @@ def _prototypes() -> dict[str, str]:
     single-character pairs are used: the skeletons of two names are equal when
     each position looks alike.
     """
-    import json as _json
     from importlib.resources import files
 
-    data = _json.loads(files("confusable_homoglyphs").joinpath("confusables.json").read_text())
+    data = json.loads(files("confusable_homoglyphs").joinpath("confusables.json").read_text())
     parent: dict[str, str] = {}
 
     def find(c: str) -> str:

@@ -8,7 +8,7 @@ from prefect import task
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.alarms.calls import calls_observed, error_code
 from tasks.dashboard.checks import check_dashboard, dashboard_name
@@ -55,11 +55,9 @@ def dashboard(environment: str, region: str, backend: str) -> list[CheckResult]:
     """The dashboard covers the contract's metrics and the 8 alarms; artifact ``{env}-dashboard``."""
     results = verify_dashboard(AwsClients(region, environment=environment), environment)
     publish(f"{environment}-dashboard", results, f"Dashboard of {environment} ({backend})")
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "dashboard incomplete: " + "; ".join(r.message for r in failed),
-            f"see the {environment}-dashboard artifact; fix cloudwatch-dashboard.tf and apply",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "dashboard incomplete",
+        f"see the {environment}-dashboard artifact; fix cloudwatch-dashboard.tf and apply",
+    )
     return results

@@ -14,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult
 from tasks.data_plane.live import pattern_results, read_shapes, table_results
 from tasks.data_plane.spec import load_data_plane
@@ -48,13 +48,11 @@ def data_plane_contract(
         results,
         f"Data-plane contract (infra/data-plane.yaml vs {environment}, {backend})",
     )
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "the live tables do not serve the Oracle's access patterns: "
-            + "; ".join(f"{r.check_id} {r.message}" for r in failed),
-            f"see the {environment}-data-plane-contract artifact; fix infra/terraform or "
-            "infra/data-plane.yaml",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "the live tables do not serve the Oracle's access patterns",
+        f"see the {environment}-data-plane-contract artifact; fix infra/terraform or "
+        "infra/data-plane.yaml",
+        with_ids=True,
+    )
     return results

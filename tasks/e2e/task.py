@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field, SecretStr
 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
-from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.alarms.calls import calls_observed, run_logger
 from tasks.e2e.checks import StepResult, to_check_results
@@ -141,13 +141,12 @@ def e2e_cycle(
             "E2E %s: %s in %.3fs %s", step.name, step.status.value, step.seconds, step.message
         )
     publish(f"{environment}-e2e", results, f"E2E cycle ({driver}, {environment}, {backend})")
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "E2E cycle failed: " + "; ".join(f"{r.check_id} {r.message}" for r in failed),
-            f"see the {environment}-e2e artifact",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "E2E cycle failed",
+        f"see the {environment}-e2e artifact",
+        with_ids=True,
+    )
     return E2EOutcome(
         environment=environment,
         driver=driver,

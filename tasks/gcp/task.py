@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import task
 
-from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.gcp.checks import SANDBOX_SERVICES_REASON, bucket_name, check_bucket, services_skipped
 
@@ -95,12 +95,10 @@ def gcs_baselines(
     client = storage_client(project)
     results = verify_gcs(client, environment, backend, kms_key_name)
     publish(f"{environment}-gcs", results, f"GCP baselines bucket of {environment} ({backend})")
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "GCP checks failed: " + "; ".join(r.message for r in failed),
-            f"see the {environment}-gcs artifact; apply infra/gcp (or, on the sandbox, "
-            "provision the bucket) and rerun",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "GCP checks failed",
+        f"see the {environment}-gcs artifact; apply infra/gcp (or, on the sandbox, "
+        "provision the bucket) and rerun",
+    )
     return results

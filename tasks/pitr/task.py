@@ -9,7 +9,7 @@ from prefect import task
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients, retry_if_transient
-from mirror_rollout.evidence import ValidationFailed, publish
+from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
 from tasks.alarms.calls import calls_observed, error_code, now, run_logger
 from tasks.pitr.checks import (
@@ -148,13 +148,11 @@ def pitr(
     clients = AwsClients(region, environment=environment)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds)
     publish(f"{environment}-pitr", results, f"PITR on the {environment} tables ({backend})")
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "PITR not verified: " + "; ".join(r.message for r in failed),
-            f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "PITR not verified",
+        f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
+    )
     return results
 
 
@@ -175,12 +173,10 @@ def pitr_verify(
         results,
         f"PITR verification of the {environment} tables in {clients.region} ({mode})",
     )
-    failed = [r for r in results if r.blocking]
-    if failed:
-        raise ValidationFailed(
-            "PITR not verified: " + "; ".join(r.message for r in failed),
-            f"see the {environment}-pitr-verification artifact; create the missing table (run "
-            "the rollout) or enable PITR (verify again with enable=true)",
-            results=results,
-        )
+    raise_if_blocking(
+        results,
+        "PITR not verified",
+        f"see the {environment}-pitr-verification artifact; create the missing table (run "
+        "the rollout) or enable PITR (verify again with enable=true)",
+    )
     return results
