@@ -77,7 +77,7 @@ def run_rollout(
     config: sandbox.SandboxConfig, environment: str = "staging", **flow_params
 ) -> tuple[int, str, float]:
     """One auto-approved rollout in this process: (exit code, flow run id, wall seconds)."""
-    from mirror_rollout.rehearsal import rehearse
+    from console.rehearsal import rehearse
 
     started = time.monotonic()
     with open(os.devnull, "w") as devnull:  # the benches print their own tables

@@ -67,7 +67,7 @@ def main() -> None:
             terraform_seconds[command] += seconds
 
     terraform_cli.COMMAND_LISTENERS.append(timed)
-    from mirror_rollout.rehearsal import task_rows
+    from console.rehearsal import task_rows
 
     cpu, server_cpu = cpu_seconds(), server_cpu_seconds(config)
     code, run_id, wall = run_rollout(config)

@@ -281,7 +281,7 @@ AUTO_REVIEWERS = 2
 
 def auto_reviewer_name(nth: int) -> str:
     """The nth auto-approval's reviewer: sandbox-auto, sandbox-auto-2 (refused off the sandbox)."""
-    from tasks.approval.form import AUTO_REVIEWER
+    from mirror_rollout.reviewer_keys import AUTO_REVIEWER
 
     return AUTO_REVIEWER if nth <= 1 else f"{AUTO_REVIEWER}-{nth}"
 
@@ -298,7 +298,7 @@ def auto_reviewers(config: SandboxConfig) -> Path:
     """
     import yaml
 
-    from tasks.approval.identity import encode_public_key, new_key, read_key, write_key
+    from mirror_rollout.reviewer_keys import encode_public_key, new_key, read_key, write_key
 
     registry = private_dir(config.state_dir) / "reviewers.yaml"
     entries = []

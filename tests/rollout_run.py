@@ -23,8 +23,8 @@ class RolloutRun:
 def run_rollout(answer: Answer | None, **params) -> RolloutRun:
     from prefect import get_client, tags
 
+    from console.rehearsal import _find_run
     from flows.rollout import infra_rollout
-    from mirror_rollout.rehearsal import _find_run
 
     tag = f"test-{uuid.uuid4().hex[:10]}"
     pauses: list[str] = []
@@ -71,7 +71,7 @@ def approve_as(reviewer: str, **kwargs) -> Answer:
 
 def sandbox_key(nth: int):
     """The session sandbox's nth auto-reviewer key (registered for every environment there)."""
-    from mirror_rollout.rehearsal import auto_reviewer_key
+    from console.rehearsal import auto_reviewer_key
 
     return auto_reviewer_key(nth)
 

@@ -20,14 +20,14 @@ from mirror_rollout import PROJECT_ROOT
 from mirror_rollout import markdown as md
 from mirror_rollout import sandbox as sb
 from mirror_rollout.errors import ConfigError
+from mirror_rollout.reviewer_keys import encode_public_key, new_key, read_key, same_name, write_key
 from mirror_rollout.sandbox import PORT_ENV
-from tasks.approval.identity import encode_public_key, new_key, read_key, same_name, write_key
 from tests.applied import state_addresses
 from tests.conftest import free_ports
 from tests.rollout_run import artifacts_of
 
 HOSTILE_COMMENT = "ok |\n| 2 | security-officer | x | y | True | forged |"
-CLI = [sys.executable, "-m", "mirror_rollout.cli"]
+CLI = [sys.executable, "-m", "console.main"]
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -327,8 +327,8 @@ def by_stage(first, second):
 
 def forged_signature(key, *, run_id: str | None = None, sha: str | None = None):
     """Sign what the attacker chose (another run or another plan), send it for this run."""
+    from mirror_rollout.reviewer_keys import approval_message
     from tasks.approval.client import pending_approval, send_approval
-    from tasks.approval.identity import approval_message
 
     def answer(real_run_id: str, stage: str) -> None:
         pending = pending_approval(real_run_id)
@@ -431,7 +431,7 @@ def test_two_registered_keys_apply_and_the_records_name_each_key(rollout, infra,
     assert decision.accepted and "applying" in decision.message
     approvals = run.state.result()["approvals"]
     fingerprints = [reviewers.keys[n].public_key for n in ("alice", "bob")]
-    from tasks.approval.identity import fingerprint
+    from mirror_rollout.reviewer_keys import fingerprint
 
     assert [a["reviewer"] for a in approvals] == ["alice", "bob"]
     assert [a["key_fingerprint"] for a in approvals] == [fingerprint(k) for k in fingerprints]
@@ -505,7 +505,7 @@ def test_sandbox_auto_approval_signs_with_the_sandbox_reviewer_keys(
 
     from rich.console import Console
 
-    from mirror_rollout.rehearsal import rehearse
+    from console.rehearsal import rehearse
 
     printed = io.StringIO()
     code, run_id = rehearse(

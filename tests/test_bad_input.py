@@ -154,7 +154,7 @@ def run_cli(argv: list[str], env: dict[str, str], monkeypatch, capsys) -> tuple[
     """`mirror-rollout ARGV` through its real entry point, in this process (no import cost)."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from mirror_rollout.cli import main
+    from console.main import main
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)

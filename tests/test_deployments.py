@@ -87,7 +87,5 @@ def approve_in_the_ui_or_cli(ui_url: str, run_id: str, screenshots: Path) -> Non
         with browser_page(ui_url, screenshots / "failed.png") as page:
             approve_in_ui(page, run_id, sha, screenshots / "approval-form.png")
         return
-    approved = cli(
-        sys.executable, "-m", "mirror_rollout.cli", "approve", run_id, "--reviewer", "alice"
-    )
+    approved = cli(sys.executable, "-m", "console.main", "approve", run_id, "--reviewer", "alice")
     assert approved.returncode == 0, approved.stdout + approved.stderr

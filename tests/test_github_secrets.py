@@ -413,7 +413,7 @@ def test_task_without_token_lists_and_with_repository_fails_clearly(
 def test_cli_lists_and_sets_without_printing_a_value(staging, github, monkeypatch):
     from typer.testing import CliRunner
 
-    from mirror_rollout.cli import app
+    from console.main import app
 
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     runner = CliRunner()

@@ -847,7 +847,7 @@ def test_plan_task_publishes_its_artifact_and_fails_on_blocking_results(plans, p
 # -- the CLI --------------------------------------------------------------------------
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "mirror_rollout.cli", *args],
+        [sys.executable, "-m", "console.main", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},

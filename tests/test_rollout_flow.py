@@ -242,7 +242,7 @@ def test_rehearse_auto_approve_is_refused_for_aws():
         [
             sys.executable,
             "-m",
-            "mirror_rollout.cli",
+            "console.main",
             "rehearse",
             "--auto-approve",
             "--backend",

@@ -233,8 +233,8 @@ def test_bad_values_are_usage_errors():
 
 
 def test_run_params_and_ui_url():
+    from console.runner import parse_params, ui_base_url
     from mirror_rollout.errors import ConfigError
-    from mirror_rollout.runner import parse_params, ui_base_url
 
     assert parse_params(["environment=staging", "from_version=2", "rollback=true", "a=b=c"]) == {
         "environment": "staging",

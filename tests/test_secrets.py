@@ -6,8 +6,8 @@ import uuid
 from pathlib import Path
 
 from mirror_rollout import contract
+from mirror_rollout.reviewer_keys import read_key
 from mirror_rollout.sandbox import auto_reviewer_key_path
-from tasks.approval.identity import read_key
 from tasks.approval.reviewers import SANDBOX_REVIEWERS_ENV
 from tests.aws_inventory import client
 from tests.rollout_run import approve_signed, sandbox_key

@@ -364,7 +364,7 @@ def mirror_rollout(sandbox, *args: str) -> subprocess.CompletedProcess:
         "COLUMNS": "400",
     }
     done = subprocess.run(
-        [sys.executable, "-c", "from mirror_rollout.cli import main; main()", *args],
+        [sys.executable, "-c", "from console.main import main; main()", *args],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,

@@ -8,8 +8,8 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from mirror_rollout.errors import ConfigError, RolloutError
+from mirror_rollout.reviewer_keys import PrivateKeyFile, approval_message
 from tasks.approval.form import ApprovalForm
-from tasks.approval.identity import PrivateKeyFile, approval_message
 
 
 class PendingApproval(BaseModel):

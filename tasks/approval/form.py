@@ -11,7 +11,8 @@ from pydantic.fields import FieldInfo
 from mirror_rollout import markdown as md
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners.document import PlanSummary
-from tasks.approval.identity import (
+from mirror_rollout.reviewer_keys import (
+    AUTO_REVIEWER,
     approval_message,
     decode_signature,
     display_name,
@@ -20,8 +21,6 @@ from tasks.approval.identity import (
     verifies,
 )
 from tasks.approval.reviewers import EnvironmentReviewers
-
-AUTO_REVIEWER = "sandbox-auto"
 
 
 class ApprovalForm(RunInput):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.environments import PRODUCTION
 from mirror_rollout.errors import ConfigError
-from tasks.approval.identity import (
+from mirror_rollout.reviewer_keys import (
     decode_public_key,
     display_name,
     encode_public_key,

@@ -27,8 +27,8 @@ def plan_results(plan: PlanResult) -> list[CheckResult]:
 
 
 def approval_results(records: list[ApprovalRecord], needed: int) -> list[CheckResult]:
+    from mirror_rollout.reviewer_keys import same_name
     from tasks.approval.form import UNSIGNED
-    from tasks.approval.identity import same_name
 
     keys = [r.key_fingerprint for r in records if r.key_fingerprint != UNSIGNED]
     distinct = len(set(keys)) == len(keys) and not any(

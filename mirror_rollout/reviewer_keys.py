@@ -23,6 +23,9 @@ from pydantic import BaseModel, SecretStr
 
 from mirror_rollout.errors import ConfigError
 
+#: The sandbox's auto-approval signs as this reviewer; refused off the sandbox backend.
+AUTO_REVIEWER = "sandbox-auto"
+
 #: Domain separation: a signature made for anything else never verifies as an approval.
 MESSAGE_PURPOSE = "mirror-rollout approval v1"
 SIGNATURE_BYTES = 64

@@ -88,9 +88,9 @@ def rehearse(
     root: RootOption = None,
 ) -> None:
     """Bring the sandbox up if needed and run infra-rollout on it, with live progress."""
+    from console.rehearsal import rehearse as run_rehearsal
     from mirror_rollout import sandbox
     from mirror_rollout.environments import parse_environment
-    from mirror_rollout.rehearsal import rehearse as run_rehearsal
     from mirror_rollout.settings import validate_settings
 
     parse_environment(env, root)
@@ -176,8 +176,8 @@ def approve(
     Exit 0 when the flow accepted the approval or stopped on the rejection, 1 when it
     refused the approval, 2 for a usage or API error.
     """
+    from mirror_rollout.reviewer_keys import read_key
     from tasks.approval.client import await_decision, pending_approval, send_approval
-    from tasks.approval.identity import read_key
 
     signer = read_key(key) if key is not None else None
     if reviewer is None and signer is None:
@@ -225,8 +225,8 @@ def sign(
     It covers this run, its pending stage, the plan sha256, approve and allow_destroy:
     tick the same boxes in the form.
     """
+    from mirror_rollout.reviewer_keys import read_key
     from tasks.approval.client import pending_approval, signature_for
-    from tasks.approval.identity import read_key
 
     signer = read_key(key)
     pending = pending_approval(run_id)
@@ -271,7 +271,7 @@ def reviewer_new(
     from pydantic import ValidationError
 
     from mirror_rollout import PROJECT_ROOT
-    from tasks.approval.identity import display_name, encode_public_key, new_key, write_key
+    from mirror_rollout.reviewer_keys import display_name, encode_public_key, new_key, write_key
     from tasks.approval.reviewers import Reviewer, registry_entry
 
     name = display_name(name)
@@ -320,8 +320,8 @@ def run_deployment_cmd(
     Exit 0 if the run Completed; 1 if it Failed, Crashed, was Cancelled or timed out;
     2 for a usage or API error.
     """
-    from mirror_rollout.runner import parse_params
-    from mirror_rollout.runner import run as run_deployment
+    from console.runner import parse_params
+    from console.runner import run as run_deployment
 
     code = run_deployment(
         deployment,

@@ -35,8 +35,8 @@ class Watch:
 
 def auto_reviewer_key(nth: int):
     """The sandbox's nth auto-reviewer key (made by `sandbox up`; registered on the sandbox only)."""
+    from mirror_rollout.reviewer_keys import read_key
     from mirror_rollout.sandbox import auto_reviewer_key_path
-    from tasks.approval.identity import read_key
     from tasks.approval.reviewers import sandbox_reviewers_file
 
     registry = sandbox_reviewers_file()
