@@ -25,8 +25,11 @@ rehearse: setup
 test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+## ruff (style, complexity), the import layers (console -> flows -> tasks -> mirror_rollout), mypy.
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 sandbox-down: $(STAMP)
 	$(BIN)/mirror-rollout sandbox down
