@@ -104,11 +104,10 @@ def rehearse(
         busy_wait_seconds=busy_wait,
         root=root,
     )
-    if auto_approve and backend != "sandbox":
-        raise RolloutError(
-            f"--auto-approve is refused for backend {backend!r}",
-            "auto-approval exists only for the sandbox; approve real plans in the Prefect UI",
-        )
+    if auto_approve:
+        from mirror_rollout.target import check_auto_approve
+
+        check_auto_approve(backend)
     ui_url = None
     if backend == "sandbox":
         from mirror_rollout.settings import check_sandbox_isolation

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mirror_rollout.errors import RolloutError
+from mirror_rollout.target import check_auto_approve
 
 
 @dataclass
@@ -194,11 +195,8 @@ def rehearse(
 
     from flows.rollout import infra_rollout
 
-    if auto_approve and backend != "sandbox":
-        raise RolloutError(
-            f"--auto-approve is refused for backend {backend!r}",
-            "auto-approval exists only for the sandbox; approve real plans in the Prefect UI",
-        )
+    if auto_approve:
+        check_auto_approve(backend)
     watch = Watch(
         tag=f"rehearsal-{uuid.uuid4().hex[:8]}",
         ui_url=ui_url,

@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 
 from mirror_rollout.results import CheckResult
 from mirror_rollout.settings import RolloutSettings, parse_settings
+from mirror_rollout.target import RolloutTarget
 
 
 def start_run(**values: Any) -> tuple[RolloutSettings, Path]:
@@ -19,17 +20,15 @@ def start_run(**values: Any) -> tuple[RolloutSettings, Path]:
     return settings, run_dir
 
 
-def per_table_summary(
-    environment: str, region: str, results: list[CheckResult], verdict: str
-) -> dict:
+def per_table_summary(target: RolloutTarget, results: list[CheckResult], verdict: str) -> dict:
     """A per-table flow's return value, each result logged on the way out."""
     from prefect import get_run_logger
 
     for r in results:
         get_run_logger().info("%s %s: %s", r.status.value, r.subject, r.message)
     return {
-        "environment": environment,
-        "region": region,
+        "environment": target.environment,
+        "region": target.region,
         "tables": {r.subject: r.status.value for r in results},
         "verdict": verdict,
     }

@@ -7,11 +7,11 @@ import time
 from prefect import flow, get_run_logger
 
 from flows.common import start_run
-from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
+from mirror_rollout.retries import retry_when
 from tasks.apply.task import ReplanNotEmpty, replan_is_noop
-from tasks.drift.task import drift_compare, publish_drift, replan_result, retry_unless
+from tasks.drift.task import drift_compare, publish_drift, replan_result
 
 
 @flow(name="drift-detection", log_prints=True)
@@ -32,22 +32,19 @@ def drift_detection(
     env = settings.environment
     logger = get_run_logger()
 
-    # (a) configuration and state agree; a non-empty plan is a finding, not a crash.
-    replan = replan_is_noop.with_options(retry_condition_fn=retry_unless(ReplanNotEmpty))(
+    # (a) configuration and state agree; a non-empty plan is a finding, not a crash, and
+    # a second plan would find the same.
+    retry_unless_a_finding = retry_when(lambda error: not isinstance(error, ReplanNotEmpty))
+    replan = replan_is_noop.with_options(retry_condition_fn=retry_unless_a_finding)(
         settings, run_dir, first_step=True, return_state=True
     )
     if replan.is_completed():
-        planned = replan.result()
-        region = (
-            planned.document.variables.get("region", {}).get("value") if planned.document else None
-        ) or AwsClients(environment=env).region
-        results = [replan_result(env, None, planned.summary.headline())]
+        results = [replan_result(env, None, replan.result().summary.headline())]
     else:
-        region = AwsClients(environment=env).region
         results = [replan_result(env, replan.result(raise_on_failure=False))]
 
     # (b) the live settings against the baseline the last rollout recorded.
-    report = drift_compare(env, region)
+    report = drift_compare(settings.target)
     results += report.results
     verdict = publish_drift(env, results, report.drifts)
     seconds = round(time.monotonic() - started, 2)
@@ -56,7 +53,7 @@ def drift_detection(
         logger.warning("%s %s: %s", r.check_id, r.subject, r.message)
     summary = {
         "environment": env,
-        "region": region,
+        "region": settings.target.region,
         "verdict": verdict.value,
         "drifts": [d.model_dump(mode="json") for d in report.drifts],
         "replan": results[0].status.value,

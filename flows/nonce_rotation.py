@@ -18,9 +18,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from mirror_rollout import markdown as md
-from mirror_rollout.environments import parse_environment
 from mirror_rollout.errors import RolloutError
-from mirror_rollout.regions import check_region
+from mirror_rollout.target import RolloutTarget, target_of
 from tasks.nonce.rules import (
     CLEANUP_FLOW,
     DEFAULT_GRACE_SECONDS,
@@ -186,22 +185,22 @@ def cancel_scheduled_cleanup(rotation_id: str, reason: str) -> list[str]:
 @flow(name=ROTATION_FLOW)
 def nonce_rotation(
     environment: str,
-    region: str = "us-east-1",
+    region: str | None = None,
     from_version: int | None = None,
     grace_seconds: int = DEFAULT_GRACE_SECONDS,
     rollback: bool = False,
 ) -> dict:
     """Rotate the redaction nonce vN -> v(N+1) with a grace period (or roll the rotation back).
 
-    ``from_version`` None means the current version (rollback: the version to return to).
+    ``from_version`` None means the current version (rollback: the version to return to);
+    ``region`` None means the region of the environment's tfvars.
     """
-    env = parse_environment(environment)
-    check_region(region)
+    target = target_of(environment, region=region)
     if rollback:
-        return _rollback(env, region, from_version)
+        return _rollback(target, from_version)
     logger = get_run_logger()
     rotation_id = str(flow_run.get_id())
-    before = read_nonce_state(env, region)
+    before = read_nonce_state(target)
     interrupted = interrupted_rotation(before)
     if interrupted is not None:
         # An earlier run created v(N+1) and then failed before scheduling its cleanup:
@@ -217,9 +216,9 @@ def nonce_rotation(
     if from_version is None:
         decide_rotation(before, None, rotation_id).raise_if_refused()
         from_version = before.current.version if before.current else 0
-    rotated = rotate_nonce(env, region, from_version, grace_seconds, rotation_id)
+    rotated = rotate_nonce(target, from_version, grace_seconds, rotation_id)
     try:
-        run = schedule_cleanup(rotated, region)
+        run = schedule_cleanup(rotated, target.region)
     except CleanupNotScheduled as exc:
         _publish_rotation(rotated, cleanup=f"**NOT scheduled** — {exc.problem}. Fix: {exc.fix}")
         raise
@@ -289,18 +288,18 @@ def _publish_removal(removed: RemovalResult, action: str, extra: list[tuple[str,
     )
 
 
-def _rollback(env: str, region: str, to_version: int | None) -> dict:
-    state = read_nonce_state(env, region)
+def _rollback(target: RolloutTarget, to_version: int | None) -> dict:
+    state = read_nonce_state(target)
     if to_version is None:
         decision = rollback_target(state)
         rotation_id = state.current.rotation_id if state.current else None
     else:
-        target = state.get(to_version + 1)
-        rotation_id = target.rotation_id if target else None
+        newer = state.get(to_version + 1)
+        rotation_id = newer.rotation_id if newer else None
         decision = decide_rollback(state, to_version + 1, rotation_id or "")
     decision.raise_if_refused()
     assert decision.version is not None
-    removed = rollback_rotation(env, region, decision.version, rotation_id or "")
+    removed = rollback_rotation(target, decision.version, rotation_id or "")
     cancelled = cancel_scheduled_cleanup(
         removed.rotation_id, f"rotation {removed.rotation_id} rolled back"
     )
@@ -319,9 +318,8 @@ def nonce_grace_cleanup(
 ) -> dict:
     """End rotation ``rotation_id``'s grace period: delete v{old_version} (refuses before the
     grace end unless ``force``, and whenever that rotation's new version is missing)."""
-    env = parse_environment(environment)
-    check_region(region)
-    removed = cleanup_previous(env, region, old_version, rotation_id, force)
+    target = target_of(environment, region=region)
+    removed = cleanup_previous(target, old_version, rotation_id, force)
     _publish_removal(removed, "grace cleanup", [])
     return removed.model_dump(mode="json")
 

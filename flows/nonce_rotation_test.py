@@ -24,10 +24,10 @@ from prefect.runtime import flow_run
 
 from flows.nonce_rotation import cancel_scheduled_cleanup, nonce_grace_cleanup, nonce_rotation
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.environments import parse_environment
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.evidence import failure_results, publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence, Status
+from mirror_rollout.target import RolloutTarget, target_of
 from tasks.e2e.oracle import OracleClient
 from tasks.nonce import store
 from tasks.nonce.rules import DEFAULT_GRACE_SECONDS, decide_rotation, format_time, parameter_prefix
@@ -74,13 +74,16 @@ def _readable(aws: AwsClients, env: str, versions: list[int]) -> tuple[dict[int,
 
 
 @task(
-    name="nonce-grace-check", task_run_name="nonce-grace-check-{environment}", cache_policy=NO_CACHE
+    name="nonce-grace-check",
+    task_run_name="nonce-grace-check-{target.environment}",
+    cache_policy=NO_CACHE,
 )
 def grace_check(
-    environment: str, region: str, rotation_id: str, old_version: int, new_version: int
+    target: RolloutTarget, rotation_id: str, old_version: int, new_version: int
 ) -> list[CheckResult]:
     """During the grace period: both versions live and readable, the newest one used."""
-    aws = AwsClients(region, environment=environment)
+    environment = target.environment
+    aws = AwsClients.of(target)
     state = store.read_state(aws, environment)
     prefix = parameter_prefix(environment)
     grace = state.grace
@@ -147,11 +150,14 @@ def grace_check(
 
 
 @task(
-    name="nonce-after-check", task_run_name="nonce-after-{end}-{environment}", cache_policy=NO_CACHE
+    name="nonce-after-check",
+    task_run_name="nonce-after-{end}-{target.environment}",
+    cache_policy=NO_CACHE,
 )
-def after_check(environment: str, region: str, end: str, remaining: int) -> list[CheckResult]:
+def after_check(target: RolloutTarget, end: str, remaining: int) -> list[CheckResult]:
     """After rollback/cleanup: only ``remaining`` is live, it is readable and it is used."""
-    aws = AwsClients(region, environment=environment)
+    environment = target.environment
+    aws = AwsClients.of(target)
     state = store.read_state(aws, environment)
     prefix = parameter_prefix(environment)
     real, _ = _readable(aws, environment, [remaining])
@@ -181,23 +187,24 @@ def after_check(environment: str, region: str, end: str, remaining: int) -> list
 @flow(name=FLOW_NAME, log_prints=True)
 def nonce_rotation_test(
     environment: str = "staging",
-    region: str = "us-east-1",
+    region: str | None = None,
     grace_seconds: int = DEFAULT_GRACE_SECONDS,
     end: str = "rollback",
 ) -> dict:
     """Rotate, prove both versions serve during the grace period and the newest is used, then end."""
-    env = parse_environment(environment)
+    target = target_of(environment, region=region)
+    env, region = target.environment, target.region
     if end not in ENDS:
         raise ConfigError(f"unknown end {end!r}", f"use one of: {', '.join(ENDS)}")
     logger = get_run_logger()
-    before = store.read_state(AwsClients(region, environment=environment), env)
+    before = store.read_state(AwsClients.of(target), env)
     # The rotation would refuse too; refusing here says so before anything runs.
     decide_rotation(before, None).raise_if_refused()
 
     rotated = nonce_rotation(environment=env, region=region, grace_seconds=grace_seconds)
     old, new, rotation_id = rotated["from_version"], rotated["new_version"], rotated["rotation_id"]
     # Whatever the checks find (or if they break), the test still ends as asked.
-    checked = grace_check(env, region, rotation_id, old, new, return_state=True)
+    checked = grace_check(target, rotation_id, old, new, return_state=True)
     results = (
         checked.result()
         if checked.is_completed()
@@ -213,7 +220,7 @@ def nonce_rotation_test(
         cancel_scheduled_cleanup(rotation_id, f"grace ended early by {FLOW_NAME}")
         remaining = new
     if remaining is not None:
-        results += after_check(env, region, end, remaining)
+        results += after_check(target, end, remaining)
 
     verdict = publish(
         f"{env}-nonce-rotation-test",

@@ -9,9 +9,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.common import per_table_summary
-from mirror_rollout.aws import AwsClients
-from mirror_rollout.environments import parse_environment
 from mirror_rollout.results import Status
+from mirror_rollout.target import target_of
 from tasks.pitr.task import pitr_verify
 
 
@@ -23,7 +22,6 @@ def pitr_verification(
     max_attempts: int = 4,
 ) -> dict:
     """Fail unless every table reports PITR ENABLED with an EarliestRestorableDateTime."""
-    env = parse_environment(environment)
-    region = AwsClients(region, environment=env).region
-    results = pitr_verify(env, region, enable=enable, max_attempts=max_attempts)
-    return per_table_summary(env, region, results, Status.PASS.value)
+    target = target_of(environment, region=region)
+    results = pitr_verify(target, enable=enable, max_attempts=max_attempts)
+    return per_table_summary(target, results, Status.PASS.value)

@@ -12,10 +12,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.common import per_table_summary
-from mirror_rollout.aws import AwsClients
-from mirror_rollout.environments import parse_environment
 from mirror_rollout.evidence import overall
 from mirror_rollout.rollout_slot import environment_slot
+from mirror_rollout.target import target_of
 from tasks.restore_drill.task import restore_drill
 
 
@@ -29,14 +28,11 @@ def restore_drill_flow(
     restorable_wait_seconds: int = 900,
 ) -> dict:
     """Fail unless every table's restored copy matches the source at T; no copy is left."""
-    env = parse_environment(environment)
-    region = AwsClients(region, environment=env).region
-    with environment_slot(env, busy_wait_seconds, flow_run.get_id()):
+    target = target_of(environment, backend, region=region)  # type: ignore[arg-type]
+    with environment_slot(target.environment, busy_wait_seconds, flow_run.get_id()):
         results = restore_drill(
-            env,
-            region,
-            backend,
+            target,
             active_timeout_seconds=active_timeout_seconds,
             restorable_wait_seconds=restorable_wait_seconds,
         )
-    return per_table_summary(env, region, results, overall(results).value)
+    return per_table_summary(target, results, overall(results).value)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -11,14 +13,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.common import start_run
 from mirror_rollout import contract
 from mirror_rollout.evidence import ValidationFailed, failure_results, overall
+from mirror_rollout.provisioners.base import ApplyResult, PlanResult
 from mirror_rollout.results import CheckResult, Status
 from mirror_rollout.rollout_slot import environment_slot
 from mirror_rollout.settings import RolloutSettings
+from mirror_rollout.target import RolloutTarget
 from tasks.alarms.task import alarm_probe
 from tasks.app_integration.checks import plan_outputs
 from tasks.app_integration.task import app_integration
 from tasks.apply.task import apply, replan_is_noop
-from tasks.approval.form import approval_markdown, approvals_needed
+from tasks.approval.form import ApprovalRecord, approval_markdown, approvals_needed
 from tasks.approval.pause import request_approvals
 from tasks.backup.task import backup_coverage
 from tasks.checklist.stages import (
@@ -82,7 +86,7 @@ POST_APPLY_WORKERS = 16
     log_prints=True,
     task_runner=ThreadPoolTaskRunner(max_workers=POST_APPLY_WORKERS),
 )
-def infra_rollout(
+def infra_rollout(  # noqa: PLR0913, PLR0917 - a flow's parameters are its form in the Prefect UI
     environment: str = "staging",
     backend: str = "sandbox",
     approval_timeout_seconds: int = 3600,
@@ -115,183 +119,242 @@ def infra_rollout(
         out_dir=out_dir,
         root=root,
     )
+    options = LaterStages(
+        e2e_driver=e2e_driver,
+        github_repo=github_repo,
+        gcp_project=gcp_project,
+        gcp_kms_key=gcp_kms_key,
+        restore_drill=restore_drill,
+        oracle=(oracle_repo, oracle_test_command),
+    )
     with environment_slot(settings.environment, settings.busy_wait_seconds, flow_run.get_id()):
-        oracle = (oracle_repo, oracle_test_command)
-        return _rollout(
-            settings,
-            run_dir,
-            e2e_driver,
-            github_repo,
-            gcp_project,
-            gcp_kms_key,
-            restore_drill,
-            oracle,
-        )
+        warm_up_expectations()
+        gate = _review_and_apply(settings, run_dir)
+        validations = _validate(settings, run_dir, gate, options)
+        return _conclude(settings, run_dir, gate, validations)
 
 
-def _rollout(
-    settings: RolloutSettings,
-    run_dir: Path,
-    e2e_driver: str,
-    github_repo: str | None,
-    gcp_project: str | None,
-    gcp_kms_key: str | None,
-    restore_drill: bool | None = None,
-    oracle: tuple[str | None, str | None] = (None, None),
-) -> dict:
+@dataclass(frozen=True)
+class LaterStages:
+    """The flow's options for the stages after apply (the E2E, GCS, drill, Oracle suite)."""
+
+    e2e_driver: str = "local"
+    github_repo: str | None = None
+    gcp_project: str | None = None
+    gcp_kms_key: str | None = None
+    restore_drill: bool | None = None
+    oracle: tuple[str | None, str | None] = (None, None)
+
+
+@dataclass
+class Gate:
+    """What the gate (guardrails, plan, review, approvals, apply) leaves for the rest."""
+
+    planned: PlanResult
+    approvals: list[ApprovalRecord]
+    applied: ApplyResult | None
+    results: list[CheckResult]
+    summary: dict[str, Any]
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Terraform's outputs: the apply's, or the plan's when nothing was applied."""
+        return self.applied.outputs if self.applied else plan_outputs(self.planned.plan_document)
+
+
+def _review_and_apply(settings: RolloutSettings, run_dir: Path) -> Gate:
+    """Guardrails and plan, then (if the plan changes anything) approvals and the apply."""
     env = settings.environment
     logger = get_run_logger()
-    warm_up_expectations()
-
     checks = guardrails(env, str(settings.root))
     planned = plan(settings, run_dir)
     # Evaluated values (names, thresholds, policies) are checked on Terraform's own plan.
     not_kept = {g.address: g.attributes for g in planned.gaps if g.kind == "ignore"}
-    plan_checks = plan_guardrails(planned.document.model_dump(mode="json"), env, not_kept)
+    plan_checks = plan_guardrails(planned.plan_document.model_dump(mode="json"), env, not_kept)
     checks = [*checks, *plan_checks]
     publish_review(planned, checks)
     logger.info("Plan %s: %s", planned.sha256, planned.summary.headline())
-    summary = {"environment": env, "plan_sha256": planned.sha256, "output_dir": str(run_dir)}
-    results: list[CheckResult] = [*checks, *plan_results(planned), *gap_results(planned)]
-    region = planned.document.variables.get("region", {}).get("value", "us-east-1")
-
-    approvals = []
-    if planned.summary.has_changes:
-        approvals = request_approvals(
-            planned, settings.backend, settings.approval_timeout_seconds, settings.root
-        )
-        # An independent check of the approved plan before anything changes.
-        changes = [c.model_dump(mode="json") for c in planned.document.resource_changes]
-        # The contract's addresses, less the ones a declared sandbox gap leaves out.
-        expected = [
-            a for a in contract.EXPECTED_ADDRESSES if a not in planned.summary.not_provisionable
-        ]
-        results += validate(
-            "plan_changes",
-            changes,
-            env,
-            str(run_dir),
-            allow_destroy=approvals[-1].allow_destroy,
-            expected=expected,
-        )
-        applying = apply(settings, planned.plan_file, approvals[-1].plan_sha256, return_state=True)
-        results += approval_results(approvals, approvals_needed(env))
-        if not applying.is_completed():
-            # What a stopped apply left behind is evidence too: the orphan scan and the
-            # checklist run before the run fails with the apply's own error.
-            error = applying.result(raise_on_failure=False)
-            results += failure_results("APPLY", "apply", error)
-            scanned = orphan_scan(settings, run_dir, region, return_state=True)
-            results += (
-                scanned.result()
-                if scanned.is_completed()
-                else failure_results(
-                    "ORPHAN", "orphan scan", scanned.result(raise_on_failure=False)
-                )
-            )
-            header = _header(settings, planned)
-            production_checklist(
-                env, results, header, approval_markdown(env, approvals), str(run_dir)
-            )
-            raise error
-        applied = applying.result()
-        results += apply_results(applied, approvals[-1].plan_sha256)
-        summary |= {"applied": len(applied.applied), "not_provisioned": applied.not_provisioned}
-    else:
+    gate = Gate(
+        planned=planned,
+        approvals=[],
+        applied=None,
+        results=[*checks, *plan_results(planned), *gap_results(planned)],
+        summary={"environment": env, "plan_sha256": planned.sha256, "output_dir": str(run_dir)},
+    )
+    if not planned.summary.has_changes:
         logger.info("The plan changes nothing; no approval or apply needed")
-        summary |= {"applied": 0, "not_provisioned": {}}
+        gate.summary |= {"applied": 0, "not_provisioned": {}}
+        return gate
+    gate.approvals = request_approvals(
+        planned, settings.backend, settings.approval_timeout_seconds, settings.root
+    )
+    approved = gate.approvals[-1]
+    # An independent check of the approved plan before anything changes.
+    changes = [c.model_dump(mode="json") for c in planned.plan_document.resource_changes]
+    # The contract's addresses, less the ones a declared sandbox gap leaves out.
+    expected = [
+        a for a in contract.EXPECTED_ADDRESSES if a not in planned.summary.not_provisionable
+    ]
+    gate.results += validate(
+        "plan_changes",
+        changes,
+        env,
+        str(run_dir),
+        allow_destroy=approved.allow_destroy,
+        expected=expected,
+    )
+    applying = apply(settings, planned.plan_file, approved.plan_sha256, return_state=True)
+    gate.results += approval_results(gate.approvals, approvals_needed(env))
+    if not applying.is_completed():
+        _stop_after_failed_apply(settings, run_dir, gate, applying.result(raise_on_failure=False))
+    gate.applied = applying.result()
+    gate.results += apply_results(gate.applied, approved.plan_sha256)
+    gate.summary |= {
+        "applied": len(gate.applied.applied),
+        "not_provisioned": gate.applied.not_provisioned,
+    }
+    return gate
 
+
+def _stop_after_failed_apply(
+    settings: RolloutSettings, run_dir: Path, gate: Gate, error: BaseException
+) -> NoReturn:
+    """What a stopped apply left behind is evidence too: the orphan scan and the checklist
+    run before the run fails with the apply's own error."""
+    gate.results += failure_results("APPLY", "apply", error)
+    scanned = orphan_scan(settings, run_dir, return_state=True)
+    gate.results += _results_of(scanned, "ORPHAN", "orphan scan")
+    production_checklist(
+        settings.environment,
+        gate.results,
+        _header(settings, gate.planned),
+        approval_markdown(settings.environment, gate.approvals),
+        str(run_dir),
+    )
+    raise error
+
+
+def _results_of(state: Any, prefix: str, title: str) -> list[CheckResult]:
+    """A finished task's results, or one FAIL saying why it stopped."""
+    if state.is_completed():
+        return state.result()
+    return failure_results(prefix, title, state.result(raise_on_failure=False))
+
+
+def _validate(
+    settings: RolloutSettings, run_dir: Path, gate: Gate, options: LaterStages
+) -> Validations:
+    """Days 20-24 on the live environment: validations, E2E, restore drill, the suites."""
+    target = settings.target
     # The re-plan reads only what Terraform manages, which no validation changes: it runs
     # beside them (its verdict still gates the checklist) rather than after them.
     replanning = replan_is_noop.submit(settings, run_dir)
     # Days 20-22: the L0 guarantees on the live environment, concurrently.
-    futures = {
-        prefix: task.submit(env, region)
-        if prefix == "NONCE"
-        else task.submit(env, region, settings.backend)
-        for prefix, task in VALIDATIONS.items()
-    }
+    futures = {prefix: task.submit(target) for prefix, task in VALIDATIONS.items()}
     # A lost create response leaves a resource in AWS that state does not track.
-    futures["ORPHAN"] = orphan_scan.submit(settings, run_dir, region)
+    futures["ORPHAN"] = orphan_scan.submit(settings, run_dir)
+    extra: list[CheckResult] = []
     if settings.backend == "sandbox":
         # The sandbox's GCS emulator stands in for the GCP side: Terraform cannot plan infra/gcp
         # here (no google provider in the mirror), so the bucket is a fixture for the GCS checks.
-        provision_sandbox_bucket(env)
-        results.append(gcp_plan_skipped(settings.root))
-        futures["GCS"] = gcs_baselines.submit(env, settings.backend)
-    elif gcp_project:
+        provision_sandbox_bucket(target.environment)
+        extra.append(gcp_plan_skipped(settings.root))
+        futures["GCS"] = gcs_baselines.submit(target)
+    elif options.gcp_project:
         # Real GCS through application default credentials (infra/gcp applied separately).
         futures["GCS"] = gcs_baselines.submit(
-            env, settings.backend, project=gcp_project, kms_key_name=gcp_kms_key
+            target, project=options.gcp_project, kms_key_name=options.gcp_kms_key
         )
-    validations = _collect(futures)
+    found = _collect(futures)
     # What drift detection will compare with, read now (the validations changed what they
-    # change) beside the E2E and the re-plan; stored below only if the checklist passes.
-    snapshotting = capture_snapshot.submit(env, region)
+    # change) beside the E2E and the re-plan; stored at the end only if the checklist passes.
+    snapshotting = capture_snapshot.submit(target)
 
     # Days 23-24: the Oracle's data-plane cycle against the verified environment.
     e2e = e2e_cycle(
-        env, region, settings.backend, driver=e2e_driver, github_repo=github_repo, return_state=True
+        target, driver=options.e2e_driver, github_repo=options.github_repo, return_state=True
     )
     fp_events: list[dict] = []
     if e2e.is_completed():
         outcome = e2e.result()
-        validations["E2E"], fp_events = outcome.results, outcome.fp_events
+        found["E2E"], fp_events = outcome.results, outcome.fp_events
     else:
-        validations["E2E"] = failure_results(
-            "E2E", "end-to-end cycle", e2e.result(raise_on_failure=False)
-        )
+        found["E2E"] = _results_of(e2e, "E2E", "end-to-end cycle")
     # Recoverability proven, not assumed: restore each table to a time T after the E2E writes.
-    validations["DRILL"] = run_restore_drill(env, region, settings.backend, restore_drill)
+    found["DRILL"] = run_restore_drill(target, options.restore_drill)
+    found |= _collect(_suites(settings, run_dir, gate, options, found, fp_events))
+    return Validations(found, extra, replanning, snapshotting)
+
+
+def _suites(
+    settings: RolloutSettings,
+    run_dir: Path,
+    gate: Gate,
+    options: LaterStages,
+    found: dict[str, list[CheckResult]],
+    fp_events: list[dict],
+) -> dict[str, Any]:
+    """The Great Expectations suites over the evidence, the data-plane contract and the
+    Oracle's own integration suite, submitted together."""
     suites = {
-        "pitr_status": pitr_records(validations["PITR"]),
-        "alarm_inventory": alarm_records(validations["ALARM"]),
+        "pitr_status": pitr_records(found["PITR"]),
+        "alarm_inventory": alarm_records(found["ALARM"]),
     }
     if fp_events:
         suites["fp_events"] = fp_events
-    if drilled := drill_records(validations["DRILL"]):
+    if drilled := drill_records(found["DRILL"]):
         suites["restore_drill"] = drilled
-    suite_futures = {
-        f"GX-{name}": validate.submit(name, records, env, str(run_dir))
+    futures: dict[str, Any] = {
+        f"GX-{name}": validate.submit(name, records, settings.environment, str(run_dir))
         for name, records in suites.items()
     }
     # After the E2E: the Oracle's access patterns (infra/data-plane.yaml) against the live tables.
-    suite_futures["DATAPLANE"] = data_plane_contract.submit(
-        env, region, settings.backend, str(settings.root)
-    )
+    futures["DATAPLANE"] = data_plane_contract.submit(settings.target, str(settings.root))
     # The Oracle's own integration suite, told the names Terraform output (SKIPPED unconfigured).
-    outputs = applied.outputs if planned.summary.has_changes else plan_outputs(planned.document)
-    suite_futures["APPINT"] = app_integration.submit(env, region, outputs, str(run_dir), *oracle)
-    validations |= _collect(suite_futures)
-    for found in validations.values():
-        results += found
+    futures["APPINT"] = app_integration.submit(
+        settings.target, gate.outputs, str(run_dir), *options.oracle
+    )
+    return futures
 
-    replanning.wait()
-    replan = replanning.state
+
+@dataclass
+class Validations:
+    """The validations' results by check prefix, and the two tasks still running beside them."""
+
+    found: dict[str, list[CheckResult]]
+    extra: list[CheckResult]
+    replanning: Any
+    snapshotting: Any
+
+
+def _conclude(
+    settings: RolloutSettings, run_dir: Path, gate: Gate, validations: Validations
+) -> dict:
+    """The re-plan's verdict, the drift baseline (on a pass) and the production checklist."""
+    env = settings.environment
+    results = [*gate.results, *validations.extra]
+    for found in validations.found.values():
+        results += found
+    validations.replanning.wait()
+    replan = validations.replanning.state
     results += (
         replan_results(replan.result())
         if replan.is_completed()
         else failure_results("REPLAN", "re-plan", replan.result(raise_on_failure=False))
     )
-
-    header = _header(settings, planned)
-    verdict = overall(results)
-    snapshotting.wait()
-    if verdict is not Status.FAIL:
-        # Drift detection compares the live environment with this snapshot from now on
-        # (read again here if reading it beside the re-plan failed).
-        snapshot = snapshotting.state.result() if snapshotting.state.is_completed() else None
-        baseline = record_baseline(env, region, snapshot, return_state=True)
-        if baseline.is_completed():
-            results.append(baseline_result(baseline.result()))
-        else:
-            error = baseline.result(raise_on_failure=False)
-            results += failure_results("DRIFT", "drift baseline", error)
+    validations.snapshotting.wait()
+    if overall(results) is not Status.FAIL:
+        results += _record_baseline(settings.target, validations.snapshotting.state)
+    approvals = gate.approvals
     checklist = production_checklist(
-        env, results, header, approval_markdown(env, approvals) if approvals else "", str(run_dir)
+        env,
+        results,
+        _header(settings, gate.planned),
+        approval_markdown(env, approvals) if approvals else "",
+        str(run_dir),
     )
     verdict = overall(results)
-    summary |= {
+    summary = gate.summary | {
         "approvals": [a.model_dump(mode="json") for a in approvals],
         "checklist": checklist,
         "verdict": verdict.value,
@@ -304,6 +367,16 @@ def _rollout(
             f"see the {env}-production-checklist artifact ({checklist})",
         )
     return summary
+
+
+def _record_baseline(target: RolloutTarget, snapshotted: Any) -> list[CheckResult]:
+    """Drift detection compares the live environment with this snapshot from now on
+    (read again here if reading it beside the re-plan failed)."""
+    snapshot = snapshotted.result() if snapshotted.is_completed() else None
+    baseline = record_baseline(target, snapshot, return_state=True)
+    if baseline.is_completed():
+        return [baseline_result(baseline.result())]
+    return failure_results("DRIFT", "drift baseline", baseline.result(raise_on_failure=False))
 
 
 def _header(settings: RolloutSettings, planned) -> dict[str, str]:

@@ -10,12 +10,16 @@ import hashlib
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-DEFAULT_REGION = "us-east-1"
+from mirror_rollout.target import DEFAULT_REGION
+
+if TYPE_CHECKING:
+    from mirror_rollout.target import RolloutTarget
+
 #: Hosts that mean "the local sandbox", never a real AWS endpoint.
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 COUNTER_ID = "mirror_rollout.aws.calls"
@@ -41,7 +45,7 @@ def retry_config(
     )
 
 
-def sandbox_account(environment: str | None, env: dict[str, str] | None = None) -> str | None:
+def sandbox_account(environment: str | None, env: Mapping[str, str] | None = None) -> str | None:
     """The moto account of ``environment`` when talking to the local sandbox, else None.
 
     As in a real organisation, each environment lives in an account of its own (the
@@ -103,6 +107,13 @@ class AwsClients:
         #: API calls made through these clients, "service.Operation" -> count (botocore events).
         self.calls: Counter[str] = Counter()
 
+    @classmethod
+    def of(cls, target: RolloutTarget, max_attempts: int = 5) -> AwsClients:
+        """The clients of a rollout target: its region, and its account on the sandbox."""
+        clients = cls(target.region, max_attempts)
+        clients.sandbox_account = target.account
+        return clients
+
     @cached_property
     def session(self) -> Any:
         return new_session(self.region)
@@ -143,74 +154,11 @@ class AwsClients:
             return
         if len(exception.args) != 1 or getattr(exception, "_named", False):
             return
-        _, service, operation = [*event_name.split(".", 2), "?", "?"][:3]
+        service, operation = [*event_name.split(".", 2), "?", "?"][1:3]
         exception.args = (
             f"AWS {service} {operation}: no valid response after up to "
             f"{self._max_attempts + 1} attempts (unreachable or not answering): {exception.args[0]}",
         )
-        exception._named = True  # type: ignore[attr-defined]
+        exception._named = True
 
     __getitem__ = client
-
-
-#: Error codes botocore's standard retry mode treats as throttling or transient.
-TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalError",
-        "InternalFailure",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
-
-
-def is_transient(exc: BaseException | None) -> bool:
-    """An AWS call that may succeed later: throttled, a 5xx, or no valid response at all.
-
-    (After botocore's own retries gave up; a later attempt of the whole step may still work.)
-    """
-    if exc is None:
-        return False
-    from botocore.exceptions import ConnectionError, HTTPClientError
-
-    from mirror_rollout.errors import EndpointError
-
-    if isinstance(exc, ConnectionError | HTTPClientError | EndpointError):
-        return True
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        code = str(response["Error"].get("Code", ""))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in TRANSIENT_CODES or status >= 500
-    return False
-
-
-def failed_with(state: Any) -> BaseException | None:
-    """The exception of a failed Prefect state."""
-    if isinstance(state.data, BaseException):
-        return state.data
-    try:
-        state.result(raise_on_failure=True)
-    except BaseException as raised:
-        return raised
-    return None
-
-
-def retry_if_transient(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Prefect ``retry_condition_fn``: retry a task only when AWS was throttling or unreachable."""
-    return is_transient(failed_with(state))

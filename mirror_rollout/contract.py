@@ -89,12 +89,12 @@ FP_EVENT_FIELDS: tuple[str, ...] = (
     "recordedAt",
 )
 
-KMS_DELETION_WINDOW_DAYS = {"staging": 7, "production": 30}
-
 
 def kms_deletion_window_days(environment: str) -> int:
-    """30 days for production, 7 for staging and any other environment."""
-    return KMS_DELETION_WINDOW_DAYS.get(environment, KMS_DELETION_WINDOW_DAYS["staging"])
+    """30 days for production, 7 for staging and any other environment (target.RULES)."""
+    from mirror_rollout.target import rules_for
+
+    return rules_for(environment).kms_deletion_window_days
 
 
 NONCE_NAME = re.compile(r"^/guardian/(?P<env>[a-z]+)/redaction_nonce_v(?P<version>[1-9][0-9]*)$")

@@ -202,7 +202,9 @@ def new_key(reviewer: str) -> PrivateKeyFile:
     from nacl.signing import SigningKey
 
     seed = bytes(SigningKey.generate())
-    return PrivateKeyFile(reviewer=reviewer, private_key=base64.b64encode(seed).decode())
+    return PrivateKeyFile(
+        reviewer=reviewer, private_key=SecretStr(base64.b64encode(seed).decode())
+    )
 
 
 def write_key(path: Path, key: PrivateKeyFile) -> None:

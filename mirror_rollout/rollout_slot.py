@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from mirror_rollout.errors import EndpointError, RolloutError
@@ -47,7 +48,7 @@ def limit_name(environment: str) -> str:
     return f"rollout-{environment}"
 
 
-def holder_limit_name(environment: str, run_id: UUID) -> str:
+def holder_limit_name(environment: str, run_id: UUID | None) -> str:
     """The one-slot limit a flow run takes together with the environment's slot."""
     return f"{limit_name(environment)}{HOLDER_INFIX}{run_id}"
 
@@ -159,7 +160,7 @@ def read_runs(client, run_ids: Iterable[UUID]) -> dict:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     ids = list(run_ids)
-    runs = {}
+    runs: dict[UUID, Any] = {}
     for start in range(0, len(ids), PAGE):
         chunk = ids[start : start + PAGE]
         found = client.read_flow_runs(
@@ -201,7 +202,7 @@ def ensure_limit(client, environment: str, run_id: UUID | None = None) -> None:
     create_limit(client, holder_limit_name(environment, run_id))
     limits = read_limits(client)
     free = {holder_run_id(environment, x.name) for x in limits if x.active_slots == 0}
-    if others := free - {None, run_id}:
+    if others := {x for x in free if x is not None} - {run_id}:
         runs = read_runs(client, others)
         delete_limits(client, stale_holder_limits(environment, limits, runs, run_id))
 

@@ -8,17 +8,18 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator
 
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.aws import LOOPBACK
-from mirror_rollout.environments import Environment, parse_environment
+from mirror_rollout.environments import Environment
 from mirror_rollout.errors import ConfigError
-
-Backend = Literal["sandbox", "aws"]
+from mirror_rollout.target import Backend, RolloutTarget, target_of
 
 
 class RolloutSettings(BaseModel):
+    """A flow's parameters; ``target`` is the part every task and client is handed."""
+
     environment: Environment
     backend: Backend = "sandbox"
     approval_timeout_seconds: int = Field(3600, ge=5, le=7 * 86400)
@@ -26,6 +27,14 @@ class RolloutSettings(BaseModel):
     e2e_driver: Literal["local", "github"] = "local"
     root: Path = PROJECT_ROOT
     out_dir: Path | None = None
+    _target: RolloutTarget | None = PrivateAttr(None)
+
+    @property
+    def target(self) -> RolloutTarget:
+        """Built (and validated: tfvars, region) once per run."""
+        if self._target is None:
+            self._target = target_of(self.environment, self.backend, self.root)
+        return self._target
 
     @field_validator("root")
     @classmethod
@@ -62,11 +71,11 @@ def validate_settings(**values) -> RolloutSettings:
             "e2e_driver": "local or github",
         }.get(field, "a valid value")
         raise ConfigError(f"invalid {field} {given!r}: {first['msg']}", f"use {allowed}") from None
-    parse_environment(settings.environment, settings.root)
+    settings.target  # noqa: B018 - builds the target: an unknown environment fails here
     return settings
 
 
-def check_endpoint_matches_backend(backend: str, env: dict[str, str] | None = None) -> None:
+def check_endpoint_matches_backend(backend: str, env: Mapping[str, str] | None = None) -> None:
     """Never let a sandbox run reach AWS, or an AWS run talk to a local emulator."""
     env = os.environ if env is None else env
     endpoint = env.get("AWS_ENDPOINT_URL", "")

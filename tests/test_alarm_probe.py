@@ -11,6 +11,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed, capabilities
 from mirror_rollout.results import Evidence, Severity, Status
+from mirror_rollout.target import sandbox_target
 from tasks.alarms import checks as c
 from tasks.alarms.probe import PROBE_QUEUE_PREFIX, queue_policy
 from tasks.alarms.task import alarm_probe, probe_alarms
@@ -238,7 +239,7 @@ def run_probe(clients: AwsClients | None = None, **kwargs):
 
 
 def test_clean_deployment(staging):
-    results = alarm_probe.fn(ENV, region(), "sandbox", receive_timeout_seconds=10)
+    results = alarm_probe.fn(sandbox_target(ENV, region()), receive_timeout_seconds=10)
     assert [r for r in results if r.status is Status.FAIL] == []
     skipped = [r for r in results if r.status is Status.SKIPPED]
     assert [r.check_id for r in skipped] == ["ALARM-005", "ALARM-006"]
@@ -315,7 +316,7 @@ def test_threshold_changed_out_of_band_fails_naming_it(staging):
     cw.put_metric_alarm(**(arguments | {"Threshold": 100.0}))
     try:
         with pytest.raises(ValidationFailed, match=CONSENT_READ):
-            alarm_probe.fn(ENV, region(), "sandbox", receive_timeout_seconds=10)
+            alarm_probe.fn(sandbox_target(ENV, region()), receive_timeout_seconds=10)
         results = run_probe()
     finally:
         cw.put_metric_alarm(**arguments)
@@ -377,7 +378,7 @@ def test_artifact_published_inside_a_flow_run(staging, prefect_api):
 
     @flow(name="alarm-probe-test")
     def check():
-        return alarm_probe(ENV, region(), "sandbox", receive_timeout_seconds=10)
+        return alarm_probe(sandbox_target(ENV, region()), receive_timeout_seconds=10)
 
     state = check(return_state=True)
     assert state.is_completed()
@@ -389,7 +390,7 @@ def test_artifact_published_inside_a_flow_run(staging, prefect_api):
 def test_topic_gone_fails_sns_and_leaves_no_probe_queue(staging):
     client("sns").delete_topic(TopicArn=staging["sns_topic_arn"])
     with pytest.raises(ValidationFailed, match="no subscription path"):
-        alarm_probe.fn(ENV, region(), "sandbox", receive_timeout_seconds=5)
+        alarm_probe.fn(sandbox_target(ENV, region()), receive_timeout_seconds=5)
     results = run_probe(receive_timeout_seconds=5)
     failed = {r.check_id: r for r in results if r.blocking}
     assert set(failed) == {"SNS-001", "SNS-002", "SNS-003"}

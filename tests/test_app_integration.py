@@ -15,6 +15,7 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
+from mirror_rollout.target import sandbox_target
 from tasks.app_integration.checks import judge, read_junit, suite_environment
 from tests.applied import shared_staging
 from tests.aws_inventory import client
@@ -85,7 +86,7 @@ def outputs(sandbox, prefect_api, tmp_path_factory):
 def run(outputs, tmp_path, **options):
     from tasks.app_integration.task import app_integration
 
-    return app_integration.fn(ENV, REGION, outputs, str(tmp_path), **options)
+    return app_integration.fn(sandbox_target(ENV, REGION), outputs, str(tmp_path), **options)
 
 
 @needs_node

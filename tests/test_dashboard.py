@@ -12,6 +12,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
+from mirror_rollout.target import sandbox_target
 from tasks.dashboard.checks import check_dashboard, search_tables
 from tasks.dashboard.task import dashboard, verify_dashboard
 from tests.applied import shared_staging
@@ -175,7 +176,7 @@ def test_clean_deployment_passes_with_two_calls(staging):
     assert sorted(alarm_widget.evidence[0].observed["alarm_widget_arns"]) == sorted(
         a["AlarmArn"] for a in described
     )
-    assert [r.status for r in dashboard.fn(ENV, region(), "sandbox")] == [Status.PASS] * 6
+    assert [r.status for r in dashboard.fn(sandbox_target(ENV, region()))] == [Status.PASS] * 6
 
 
 def test_a_removed_widget_fails_naming_what_is_missing(deployed_body):
@@ -183,7 +184,7 @@ def test_a_removed_widget_fails_naming_what_is_missing(deployed_body):
     b["widgets"] = [w for w in b["widgets"] if "Circuit breaker" not in w["properties"]["title"]]
     client("cloudwatch").put_dashboard(DashboardName=NAME, DashboardBody=json.dumps(b))
     with pytest.raises(ValidationFailed, match="CircuitBreakerTriggers"):
-        dashboard.fn(ENV, region(), "sandbox")
+        dashboard.fn(sandbox_target(ENV, region()))
     assert failures(verify_dashboard(AwsClients(region()), ENV)) == {
         "DASH-004": f"{NAME}: no MirrorDissonance/{ENV} CircuitBreakerTriggers metric"
     }
@@ -205,7 +206,7 @@ def test_artifact_published_inside_a_flow_run(staging, prefect_api):
 
     @flow(name="dashboard-test")
     def run():
-        return dashboard(ENV, region(), "sandbox")
+        return dashboard(sandbox_target(ENV, region()))
 
     state = run(return_state=True)
     assert state.is_completed()
@@ -217,4 +218,4 @@ def test_artifact_published_inside_a_flow_run(staging, prefect_api):
 def test_a_deleted_dashboard_fails(staging):
     client("cloudwatch").delete_dashboards(DashboardNames=[NAME])
     with pytest.raises(ValidationFailed, match="dashboard does not exist"):
-        dashboard.fn(ENV, region(), "sandbox")
+        dashboard.fn(sandbox_target(ENV, region()))

@@ -16,6 +16,7 @@ import pytest
 from mirror_rollout import PROJECT_ROOT, contract
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
+from mirror_rollout.target import sandbox_target
 from tasks.data_plane.checks import TableShape, mismatches, shape_from_describe
 from tasks.data_plane.spec import SPEC_PATH, load_data_plane
 from tests.applied import apply_environment, shared_staging
@@ -149,7 +150,7 @@ def contract_items() -> list[dict]:
 def test_staging_serves_every_access_pattern(staging):
     from tasks.data_plane.task import data_plane_contract
 
-    results = data_plane_contract.fn(ENV, REGION, "sandbox")
+    results = data_plane_contract.fn(sandbox_target(ENV, REGION))
     assert [(r.check_id, r.status) for r in results] == [
         (f"DATAPLANE-{n:03d}", Status.PASS) for n in range(1, 9)
     ], [r.message for r in results]
@@ -202,7 +203,7 @@ def test_a_consent_table_reverted_to_orgid_fails_naming_both_sides(staging, tmp_
     export = tmp_path / "consent-orgid.json"
     export.write_text(json.dumps(client("dynamodb").scan(TableName=consent_table)))
     with pytest.raises(ValidationFailed) as failed:
-        data_plane_contract.fn(ENV, REGION, "sandbox")
+        data_plane_contract.fn(sandbox_target(ENV, REGION))
     by_id = {r.check_id: r for r in failed.value.results}
     consent = next(r for r in by_id.values() if r.subject == contract.name(ENV, "consent"))
     assert consent.status is Status.FAIL
@@ -228,7 +229,7 @@ def test_a_consent_table_reverted_to_orgid_fails_naming_both_sides(staging, tmp_
         check_approval(ApprovalForm(**form), planned.summary, [], "sandbox", *gate)
     check_approval(ApprovalForm(**form, allow_destroy=True), planned.summary, [], "sandbox", *gate)
     terraform.apply(Path(planned.plan_file), planned.sha256)
-    results = data_plane_contract.fn(ENV, REGION, "sandbox")
+    results = data_plane_contract.fn(sandbox_target(ENV, REGION))
     assert {r.status for r in results} == {Status.PASS}
 
     # The README's migration: the export re-keyed by scripts/rekey_consent.py, written back,

@@ -11,6 +11,7 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import Evidence, Status
+from mirror_rollout.target import sandbox_target
 from tasks.drift.baseline import LATEST_KEY, BaselineMissing, load_baseline, run_key
 from tasks.drift.compare import ABSENT, MISSING, PRESENT, RESOURCE, Drift, diff, to_check_results
 from tasks.drift.snapshot import (
@@ -149,7 +150,7 @@ def region() -> str:
 def staging(prefect_api, tmp_path_factory):
     """Staging applied by the sandbox engine and its baseline recorded, as a rollout leaves it."""
     applied = shared_staging(tmp_path_factory.mktemp("plan"))
-    stored = record_baseline.fn(ENV, region())
+    stored = record_baseline.fn(sandbox_target(ENV, region()))
     return applied, stored
 
 
@@ -344,7 +345,7 @@ def test_missing_baseline_gives_the_clear_error(staging, tmp_path):
         assert state.is_failed()
         assert "run a rollout of staging first" in str(state.result(raise_on_failure=False))
     finally:
-        record_baseline.fn(ENV, region())
+        record_baseline.fn(sandbox_target(ENV, region()))
     with pytest.raises(BaselineMissing, match="bucket does not exist"):
         load_baseline("production", region())
 

@@ -17,6 +17,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
+from mirror_rollout.target import sandbox_target
 from tasks.e2e import checks
 from tasks.e2e.github import latest_run
 from tasks.e2e.oracle import OracleClient
@@ -152,7 +153,7 @@ def staging(sandbox, prefect_api, tmp_path_factory):
     from tasks.nonce.task import nonce_bootstrap
 
     applied = shared_staging(tmp_path_factory.mktemp("e2e-plan"))
-    nonce_bootstrap.fn(ENV, REGION)
+    nonce_bootstrap.fn(sandbox_target(ENV, REGION))
     return applied.outputs
 
 
@@ -194,7 +195,7 @@ def test_local_cycle_passes_every_step(staging, caplog):
 
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="botocore")
-    first = e2e_cycle.fn(ENV, REGION, "sandbox", run_id="run-a")
+    first = e2e_cycle.fn(sandbox_target(ENV, REGION), run_id="run-a")
     assert isinstance(first, E2EOutcome)
     assert [r.status for r in first.results] == [Status.PASS] * 8, [
         (r.check_id, r.message) for r in first.results
@@ -250,7 +251,7 @@ def test_local_cycle_passes_every_step(staging, caplog):
     ttl = int(stored["ttl"]["N"])
     assert 0 < ttl - datetime.now(UTC).timestamp() <= 24 * 3600
     after_first = int(stored["count"]["N"])
-    second = e2e_cycle.fn(ENV, REGION, "sandbox", run_id="run-b")
+    second = e2e_cycle.fn(sandbox_target(ENV, REGION), run_id="run-b")
     counted2 = {r.title: r for r in second.results}[
         "increment block counter (adapter's UpdateItem)"
     ]
@@ -283,7 +284,7 @@ def test_fp_events_feed_the_expectations_suite(staging, tmp_path):
     from tasks.expectations.frames import build_fp_events_frame
     from tasks.expectations.runner import run_suite
 
-    outcome = e2e_cycle.fn(ENV, REGION, "sandbox", run_id="run-gx")
+    outcome = e2e_cycle.fn(sandbox_target(ENV, REGION), run_id="run-gx")
     result = run_suite("fp_events", build_fp_events_frame(outcome.fp_events), tmp_path)
     assert result.success, result.failed
 
@@ -297,7 +298,7 @@ def test_local_cycle_fails_without_a_real_nonce(staging):
     ssm.put_parameter(Name=name, Value="placeholder", Type="SecureString")
     try:
         with pytest.raises(ValidationFailed) as failed:
-            e2e_cycle.fn(ENV, REGION, "sandbox", run_id="run-placeholder")
+            e2e_cycle.fn(sandbox_target(ENV, REGION), run_id="run-placeholder")
     finally:
         ssm.delete_parameter(Name=name)
     statuses = {r.title: r.status for r in failed.value.results}
@@ -415,9 +416,7 @@ def test_github_driver_passes_and_cleans_up(staging, fake_github, caplog):
     caplog.set_level(logging.DEBUG)
     fake = fake_github("success")
     outcome = e2e_cycle.fn(
-        ENV,
-        REGION,
-        "sandbox",
+        sandbox_target(ENV, REGION),
         driver="github",
         run_id="gh-1",
         github_repo="PhaseMirror/Phase-Mirror-Test",
@@ -445,9 +444,7 @@ def test_github_driver_fails_on_a_failing_oracle_and_still_closes(staging, fake_
     fake = fake_github("failure")
     with pytest.raises(ValidationFailed) as failed:
         e2e_cycle.fn(
-            ENV,
-            REGION,
-            "sandbox",
+            sandbox_target(ENV, REGION),
             driver="github",
             run_id="gh-2",
             github_repo="PhaseMirror/Phase-Mirror-Test",
@@ -473,9 +470,7 @@ def test_github_driver_times_out_bounded_and_closes(staging, fake_github):
     fake.oracle_runs = lambda: None
     with pytest.raises(ValidationFailed) as failed:
         e2e_cycle.fn(
-            ENV,
-            REGION,
-            "sandbox",
+            sandbox_target(ENV, REGION),
             driver="github",
             run_id="gh-3",
             github_repo="PhaseMirror/Phase-Mirror-Test",
@@ -494,7 +489,7 @@ def test_github_driver_needs_a_token(staging, monkeypatch):
 
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
     with pytest.raises(ConfigError):
-        e2e_cycle.fn(ENV, REGION, "sandbox", driver="github", github_repo="o/r")
+        e2e_cycle.fn(sandbox_target(ENV, REGION), driver="github", github_repo="o/r")
 
 
 def test_oracle_check_workflow_is_valid_actions_yaml():

@@ -23,6 +23,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import Status
 from mirror_rollout.sandbox_faults import FaultProxy, FaultRule, cbor_map, error_response, identify
+from mirror_rollout.target import sandbox_target
 from tests.applied import state_document, state_serial
 from tests.aws_inventory import inventory
 from tests.conftest import reset_moto
@@ -273,7 +274,7 @@ def test_plan_throttled_is_retried_and_a_rerun_after_apply_changes_nothing(stagi
 def pitr_flow() -> list:
     from tasks.pitr.task import pitr
 
-    return pitr(ENV, REGION, "sandbox")
+    return pitr(sandbox_target(ENV, REGION))
 
 
 def test_pitr_outlasting_botocore_retries_is_retried_by_prefect(staging, proxy):
@@ -291,11 +292,11 @@ def test_alarm_probe_leaves_no_queue_when_its_create_response_is_lost(staging, p
 
     rule = proxy.inject("sqs", "drop", 6, operation="CreateQueue")
     with pytest.raises(Exception) as raised:
-        alarm_probe.fn(ENV, REGION, "sandbox", receive_timeout_seconds=10)
+        alarm_probe.fn(sandbox_target(ENV, REGION), receive_timeout_seconds=10)
     assert rule.injected == 6
     assert str(raised.value).startswith("AWS sqs CreateQueue: no valid response after up to 6")
     assert probe_queues() == []  # created at moto, found by name, deleted
-    results = alarm_probe.fn(ENV, REGION, "sandbox", receive_timeout_seconds=10)
+    results = alarm_probe.fn(sandbox_target(ENV, REGION), receive_timeout_seconds=10)
     assert [r for r in results if r.status is Status.FAIL] == []
     assert probe_queues() == []
     topic = state_document(ENV)["outputs"]["sns_topic_arn"]["value"]
@@ -315,7 +316,7 @@ def test_e2e_lost_responses_record_one_event_and_count_once(staging, proxy):
     lost_update = proxy.inject("dynamodb", "drop", 1, operation="UpdateItem")
     throttled = proxy.inject("dynamodb", "throttle", 2, operation="Query")
     run_id = f"faults-{uuid.uuid4().hex[:8]}"
-    outcome = e2e_cycle.fn(ENV, REGION, "sandbox", run_id=run_id)
+    outcome = e2e_cycle.fn(sandbox_target(ENV, REGION), run_id=run_id)
     assert (lost_put.injected, lost_update.injected, throttled.injected) == (1, 1, 2)
     assert [r.status for r in outcome.results] == [Status.PASS] * len(outcome.results)
     record = outcome.results[1]

@@ -9,6 +9,7 @@ import pytest
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
+from mirror_rollout.target import sandbox_target
 from tasks.gcp.checks import (
     SANDBOX_SERVICES_REASON,
     SERVICES,
@@ -197,7 +198,7 @@ def test_provisioned_bucket_passes_cmek_skipped(gcs, prefect_api):
     assert stored["iamConfiguration"]["publicAccessPrevention"] == "enforced"
     assert "encryption" not in stored
 
-    results = by_id(gcs_baselines.fn("gcpok", "sandbox"))
+    results = by_id(gcs_baselines.fn(sandbox_target("gcpok")))
     for check_id in ("GCS-001", "GCS-002", "GCS-003", "GCS-004"):
         assert results[check_id].status is Status.PASS, results[check_id].message
         assert results[check_id].subject == "mirror-dissonance-gcpok-baselines"
@@ -223,7 +224,7 @@ def test_bucket_without_versioning_fails_naming_it(gcs, prefect_api):
     bucket.versioning_enabled = False
     bucket.patch()
     with pytest.raises(ValidationFailed, match="mirror-dissonance-gcpnover-baselines") as failed:
-        gcs_baselines.fn("gcpnover", "sandbox")
+        gcs_baselines.fn(sandbox_target("gcpnover"))
     results = by_id(failed.value.results)
     assert results["GCS-002"].status is Status.FAIL
     assert "versioning is not enabled" in results["GCS-002"].message
@@ -234,7 +235,7 @@ def test_missing_bucket_fails(gcs, prefect_api):
     with pytest.raises(
         ValidationFailed, match="mirror-dissonance-gcpabsent-baselines does not exist"
     ):
-        gcs_baselines.fn("gcpabsent", "sandbox")
+        gcs_baselines.fn(sandbox_target("gcpabsent"))
 
 
 def test_expected_key_is_judged_on_the_same_path(gcs):
@@ -270,7 +271,7 @@ def test_artifact_published_inside_a_flow_run(gcs, prefect_api):
 
     @flow(name="gcs-test")
     def check():
-        return gcs_baselines("gcpflow", "sandbox")
+        return gcs_baselines(sandbox_target("gcpflow"))
 
     state = check(return_state=True)
     assert state.is_completed()

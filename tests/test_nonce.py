@@ -22,6 +22,7 @@ from mirror_rollout.contract import NONCE_VALUE
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
+from mirror_rollout.target import sandbox_target
 from tasks.nonce import rules, store
 from tasks.nonce.rules import Action, NonceRefused
 
@@ -235,7 +236,8 @@ def test_only_transient_errors_are_retried(prefect_api):
     from botocore.exceptions import ClientError, EndpointConnectionError
     from prefect import task
 
-    from tasks.nonce.task import RETRIES, is_transient
+    from mirror_rollout.retries import is_transient
+    from tasks.nonce.task import RETRIES
 
     def client_error(code: str, status: int = 400) -> ClientError:
         response = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
@@ -430,7 +432,7 @@ def cleanup_runs(rotation_id: str):
 def bootstrap_flow() -> list:
     from tasks.nonce.task import nonce_bootstrap
 
-    return nonce_bootstrap(ENV, REGION)
+    return nonce_bootstrap(sandbox_target(ENV, REGION))
 
 
 # -- store ------------------------------------------------------------------------
@@ -495,14 +497,14 @@ def test_bootstrap_is_a_no_op_during_a_grace_period_and_after_v1_was_cleaned_up(
     from tasks.nonce.task import cleanup_previous, evaluate_bootstrap, rotate_nonce
 
     aws = store.AwsClients(REGION)
-    rotate_nonce.fn(ENV, REGION, 1, 3600, "r-grace")
+    rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, "r-grace")
     during = live_nonce.snapshot()
     results = by_check(evaluate_bootstrap(ENV, aws))
     assert all(r.status is Status.PASS for r in results.values())
     assert results["NONCE-003"].subject == PREFIX + "2"  # the current version is checked
     assert live_nonce.snapshot() == during
 
-    cleanup_previous.fn(ENV, REGION, 1, "r-grace", force=True)
+    cleanup_previous.fn(sandbox_target(ENV, REGION), 1, "r-grace", force=True)
     after = live_nonce.snapshot()
     assert sorted(after[1]) == [2]
     results = by_check(evaluate_bootstrap(ENV, aws))
@@ -687,7 +689,7 @@ def test_rollback_deletes_the_new_version_and_cancels_its_cleanup(
     assert state.is_completed(), state.message
     assert sorted(live_nonce.values()) == [1, 2]
     with pytest.raises(NonceRefused, match="not by rotation someone-else"):
-        rollback_rotation.fn(ENV, REGION, 2, "someone-else")
+        rollback_rotation.fn(sandbox_target(ENV, REGION), 2, "someone-else")
     assert sorted(live_nonce.values()) == [1, 2]
 
     back, _ = run_flow_state(nonce_rotation, environment=ENV, rollback=True)
@@ -698,7 +700,7 @@ def test_rollback_deletes_the_new_version_and_cancels_its_cleanup(
     assert back.result()["cancelled_cleanup_runs"] == [str(cleanup.id)]
     assert "rollback" in artifact(f"{ENV}-nonce-rotation")
     # idempotent task; the flow finds nothing left to roll back
-    assert rollback_rotation.fn(ENV, REGION, 2, run_id).deleted is False
+    assert rollback_rotation.fn(sandbox_target(ENV, REGION), 2, run_id).deleted is False
     nothing, _ = run_flow_state(nonce_rotation, environment=ENV, rollback=True)
     assert nothing.is_failed() and "nothing to roll back" in nothing.message
     assert_no_leak(live_nonce, debug_logs, state.result(), back.result())
@@ -708,9 +710,9 @@ def test_retried_rotation_creates_exactly_one_version(live_nonce, debug_logs):
     from tasks.nonce.task import rotate_nonce
 
     rid = f"retry-{uuid.uuid4().hex[:8]}"
-    first = rotate_nonce.fn(ENV, REGION, 1, 3600, rid)
+    first = rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, rid)
     values = live_nonce.values()
-    second = rotate_nonce.fn(ENV, REGION, 1, 3600, rid)
+    second = rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, rid)
     assert first.created is True and second.created is False
     assert (first.new_version, second.new_version) == (2, 2)
     assert first.grace_until == second.grace_until
@@ -740,12 +742,12 @@ def test_rotation_racing_another_writer(live_nonce, monkeypatch):
 
     monkeypatch.setattr(nonce_task.store, "read_state", stale_once("other-rotation"))
     with pytest.raises(NonceRefused, match="created meanwhile by someone else"):
-        nonce_task.rotate_nonce.fn(ENV, REGION, 1, 3600, "mine")
+        nonce_task.rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, "mine")
     assert live_nonce.tags(2)["rotation-id"] == "other-rotation"
 
     store.delete_version(aws, PREFIX + "2")
     monkeypatch.setattr(nonce_task.store, "read_state", stale_once("mine"))
-    result = nonce_task.rotate_nonce.fn(ENV, REGION, 1, 3600, "mine")
+    result = nonce_task.rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, "mine")
     assert result.created is False and result.new_version == 2
     monkeypatch.setattr(nonce_task.store, "read_state", real)
     assert sorted(live_nonce.values()) == [1, 2]
@@ -767,7 +769,7 @@ def test_bad_from_version_is_refused_and_changes_nothing(
 
     before = live_nonce.snapshot()
     with pytest.raises(NonceRefused) as raised:
-        rotate_nonce.fn(ENV, REGION, from_version, 3600, "r-bad")
+        rotate_nonce.fn(sandbox_target(ENV, REGION), from_version, 3600, "r-bad")
     assert message in str(raised.value) and "nothing was changed" in raised.value.problem
     assert raised.value.fix
     state, run_id = run_flow_state(nonce_rotation, environment=ENV, from_version=from_version)
@@ -778,12 +780,12 @@ def test_bad_from_version_is_refused_and_changes_nothing(
 def test_rotation_from_an_already_deleted_version_is_refused(live_nonce):
     from tasks.nonce.task import cleanup_previous, rotate_nonce
 
-    rotate_nonce.fn(ENV, REGION, 1, 0, "r-a")
-    cleanup_previous.fn(ENV, REGION, 1, "r-a")  # grace 0: ended at once
+    rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 0, "r-a")
+    cleanup_previous.fn(sandbox_target(ENV, REGION), 1, "r-a")  # grace 0: ended at once
     before = live_nonce.snapshot()
     assert sorted(before[1]) == [2]
     with pytest.raises(NonceRefused, match=r"v1 .* does not exist.*from_version=2"):
-        rotate_nonce.fn(ENV, REGION, 1, 3600, "r-b")
+        rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, "r-b")
     assert live_nonce.snapshot() == before
 
 
@@ -792,7 +794,7 @@ def test_cleanup_never_leaves_zero_versions(live_nonce):
 
     before = live_nonce.snapshot()
     with pytest.raises(NonceRefused, match="could leave no valid nonce"):
-        cleanup_previous.fn(ENV, REGION, 1, "no-such-rotation", force=True)
+        cleanup_previous.fn(sandbox_target(ENV, REGION), 1, "no-such-rotation", force=True)
     assert live_nonce.snapshot() == before
 
 
@@ -802,7 +804,7 @@ def test_rotation_without_the_project_cmk_is_refused_and_changes_nothing(live_no
     live_nonce.kms.delete_alias(AliasName=f"alias/mirror-dissonance-{ENV}")
     before = live_nonce.snapshot()
     with pytest.raises(NonceRefused) as raised:
-        rotate_nonce.fn(ENV, REGION, 1, 3600, "r-nokey")
+        rotate_nonce.fn(sandbox_target(ENV, REGION), 1, 3600, "r-nokey")
     assert "project CMK alias/mirror-dissonance-staging does not exist" in raised.value.problem
     assert "infra-rollout for staging first" in raised.value.fix
     assert live_nonce.snapshot() == before

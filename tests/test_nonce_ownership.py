@@ -19,6 +19,7 @@ import pytest
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.contract import NONCE_VALUE
 from mirror_rollout.results import Status
+from mirror_rollout.target import sandbox_target
 from tasks.nonce import store
 from tests.applied import apply_environment, state_addresses, state_document
 from tests.conftest import reset_moto
@@ -100,7 +101,7 @@ def test_rotations_and_grace_cleanups_leave_terraform_and_drift_detection_clean(
 
     @flow(name="test-record-drift-baseline")
     def baseline_flow() -> dict:
-        return record_baseline(ENV, REGION)
+        return record_baseline(sandbox_target(ENV, REGION))
 
     register_cleanup_deployment()
     values = NonceValues()

@@ -11,6 +11,7 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
+from mirror_rollout.target import sandbox_target
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
     TableProbe,
@@ -127,7 +128,7 @@ def enabling(clients: AwsClients, table: str, times: int) -> None:
 
 
 def test_clean_deployment_passes_with_one_describe_per_table(staging):
-    results = pitr.fn("staging", region(), "sandbox")
+    results = pitr.fn(sandbox_target("staging", region()))
     assert [r.status for r in results] == [Status.PASS] * 3
     assert [r.subject for r in results] == TABLES
     assert all(r.check_id == "PITR-001" and r.evidence for r in results)
@@ -206,7 +207,7 @@ def test_artifact_published_inside_a_flow_run(staging, prefect_api):
 
     @flow(name="pitr-test")
     def check():
-        return pitr("staging", region(), "sandbox")
+        return pitr(sandbox_target("staging", region()))
 
     state = check(return_state=True)
     assert state.is_completed()
@@ -219,7 +220,7 @@ def test_missing_table_fails_naming_it(staging):
     block_counter = contract.name("staging", "block-counter")
     client("dynamodb").delete_table(TableName=block_counter)
     with pytest.raises(ValidationFailed, match=f"table {block_counter} does not exist"):
-        pitr.fn("staging", region(), "sandbox")
+        pitr.fn(sandbox_target("staging", region()))
     clients = AwsClients(region())
     results = {r.subject: r for r in verify_pitr(clients, "staging", sleep=lambda _: None)}
     assert results[block_counter].status is Status.FAIL

@@ -13,9 +13,11 @@ import uuid
 import pytest
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients, is_transient
+from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
+from mirror_rollout.retries import is_transient
+from mirror_rollout.target import rules_for, sandbox_target
 from tasks.expectations import build_restore_drill_frame, run_suite
 from tasks.guardrails.checks import evaluate_guardrails
 from tasks.orphans.checks import LiveResource, Orphan, orphan_results
@@ -86,9 +88,10 @@ def test_comparison_names_the_first_differing_key():
 
 
 def test_on_by_default_except_production_where_it_is_a_parameter():
-    assert runs_in_rollout("staging", None) and runs_in_rollout("sandbox", None)
-    assert not runs_in_rollout("production", None) and runs_in_rollout("production", True)
-    assert not runs_in_rollout("staging", False)
+    staging, production = rules_for("staging"), rules_for("production")
+    assert runs_in_rollout(staging, None) and runs_in_rollout(rules_for("sandbox"), None)
+    assert not runs_in_rollout(production, None) and runs_in_rollout(production, True)
+    assert not runs_in_rollout(staging, False)
 
 
 def test_orphan_scan_names_a_leftover_drill_copy_with_the_command_that_removes_it():
@@ -174,7 +177,7 @@ def drill_tables() -> list[str]:
 
 
 def test_drill_passes_with_its_figures_and_leaves_no_drill_table(seeded, tmp_path):
-    results = restore_drill.fn(ENV, region(), "sandbox", run_id=uuid.uuid4().hex)
+    results = restore_drill.fn(sandbox_target(ENV, region()), run_id=uuid.uuid4().hex)
     assert [(r.check_id, r.subject, r.status) for r in results] == [
         (CHECK_ID, s, Status.PASS) for s in SOURCES
     ]

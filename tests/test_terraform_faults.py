@@ -52,6 +52,7 @@ from mirror_rollout.provisioners.terraform_cli import (
 from mirror_rollout.results import Status
 from mirror_rollout.sandbox_faults import FaultProxy
 from mirror_rollout.settings import parse_settings
+from mirror_rollout.target import sandbox_target
 from tasks.checklist.render import render
 from tasks.orphans.checks import (
     LiveResource,
@@ -396,7 +397,7 @@ def converge(settings, run_dir: Path) -> None:
     assert replanned.exit_code == 0, [
         c.address for c in replanned.document.managed_changes() if c.action != "no-op"
     ]
-    live, orphans = scan(ENV, REGION, terraform.state_document())
+    live, orphans = scan(sandbox_target(ENV, REGION), terraform.state_document())
     assert orphans == []
     # Everything the scan looks for is there (and tracked).
     assert Counter(r.type for r in live) == LIVE_WHEN_APPLIED
@@ -556,7 +557,7 @@ def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_wha
 
     # What exists in AWS now and what the state holds (the killed apply's last write, if any).
     state = state_document(ENV) or {}
-    _, orphans = scan(ENV, REGION, state)
+    _, orphans = scan(sandbox_target(ENV, REGION), state)
     untracked = {(o.live.type, o.live.id) for o in orphans}
     try:
         plan.fn(settings, run_dir)
@@ -630,7 +631,7 @@ def test_a_lost_create_response_is_an_orphan_scan_fail_then_refused_until_adopte
 
     # The orphan scan after apply: exactly that table, a FAIL with its adopt command.
     adopt = f"mirror-rollout adopt --env staging aws_dynamodb_table.consent {table}"
-    results = orphan_scan.fn(settings, run_dir, REGION)
+    results = orphan_scan.fn(settings, run_dir)
     [result] = results
     assert (result.check_id, result.status, result.subject) == (
         "ORPHAN-001",

@@ -59,6 +59,16 @@ class PlanResult(BaseModel):
     #: Seconds per Terraform subcommand (init, plan, show, ...).
     seconds: dict[str, float] = Field(default_factory=dict)
 
+    @property
+    def plan_document(self) -> PlanDocument:
+        """The plan document of a plan that has one (every plan but an empty re-plan)."""
+        if self.document is None:
+            raise RolloutError(
+                f"the plan of {self.environment} has no plan document (an empty re-plan)",
+                "read the plan document only of a plan that changes something",
+            )
+        return self.document
+
 
 class AppliedChange(BaseModel):
     address: str

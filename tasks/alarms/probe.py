@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from mirror_rollout.results import Evidence
-from tasks.alarms.calls import error_code, now
+from mirror_rollout.retries import error_code
+from tasks.common import now
 
 PROBE_QUEUE_PREFIX = "mirror-rollout-probe-"
 #: Long polls never exceed SQS's 20 s maximum (below the clients' 30 s read timeout).

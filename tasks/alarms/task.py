@@ -17,7 +17,7 @@ from typing import Any
 from prefect import task
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients, is_transient, retry_if_transient
+from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import (
     Capabilities,
     capabilities,
@@ -25,9 +25,11 @@ from mirror_rollout.evidence import (
     raise_if_blocking,
 )
 from mirror_rollout.results import CheckResult, Evidence, Status
+from mirror_rollout.retries import error_code, is_transient, retry_if_transient
+from mirror_rollout.target import RolloutTarget
 from tasks.alarms import checks as c
-from tasks.alarms.calls import calls_observed, error_code, iso, now, run_logger
 from tasks.alarms.probe import ProbeQueue
+from tasks.common import calls_observed, iso, now, run_logger
 
 STATE_POLLS = 5  # DescribeAlarms reads per phase until every alarm shows the set state
 
@@ -336,21 +338,20 @@ def _history_and_notifications(
 # Retried only when AWS throttled or did not answer; a retry is a new probe with its own queue.
 @task(
     name="alarm-probe",
-    task_run_name="alarm-probe-{environment}",
+    task_run_name="alarm-probe-{target.environment}",
     retries=2,
     retry_delay_seconds=[5, 20],
     retry_condition_fn=retry_if_transient,
 )
 def alarm_probe(
-    environment: str,
-    region: str,
-    backend: str,
+    target: RolloutTarget,
     topic_arn: str | None = None,
     receive_timeout_seconds: float = 60.0,
     notification_timeout_seconds: float = 180.0,
 ) -> list[CheckResult]:
     """The 8 alarms as contracted, driven ALARM -> OK; SNS test alert received; artifact ``{env}-alarms``."""
-    clients = AwsClients(region, environment=environment)
+    environment, backend = target.environment, target.backend
+    clients = AwsClients.of(target)
     results = probe_alarms(
         clients,
         environment,

@@ -26,6 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from mirror_rollout.aws import sandbox_account
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult
+from mirror_rollout.target import RolloutTarget
 from tasks.app_integration.checks import (
     expand,
     judge,
@@ -168,12 +169,11 @@ def run_suite(
 
 @task(
     name="app-integration",
-    task_run_name="app-integration-{environment}",
+    task_run_name="app-integration-{target.environment}",
     cache_policy=NO_CACHE,
 )
 def app_integration(
-    environment: str,
-    region: str,
+    target: RolloutTarget,
     outputs: dict[str, Any],
     out_dir: str,
     oracle_repo: str | None = None,
@@ -181,6 +181,7 @@ def app_integration(
     timeout_seconds: float = 1800.0,
 ) -> list[CheckResult]:
     """Run the Oracle's suite; artifact ``{env}-app-integration``; ValidationFailed on FAIL."""
+    environment, region = target.environment, target.region
     repo = configured(oracle_repo, REPO_VARIABLE)
     command = configured(oracle_test_command, COMMAND_VARIABLE)
     result = run_suite(

@@ -8,10 +8,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from mirror_rollout import markdown as md
-from mirror_rollout.aws import failed_with, is_transient
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.provisioners import make_provisioner
 from mirror_rollout.provisioners.base import ApplyInterrupted, ApplyResult, PlanResult
+from mirror_rollout.retries import is_transient, retry_when
 from mirror_rollout.settings import RolloutSettings
 from tasks.plan.task import working_copy
 
@@ -20,13 +20,12 @@ class ReplanNotEmpty(RolloutError):
     pass
 
 
-def retry_before_any_change(_task, _task_run, state) -> bool:
+def _nothing_changed_yet(exc: BaseException | None) -> bool:
     """Retry only while nothing was changed (AWS throttling or unreachable at the start).
 
     A half-applied plan is stale by construction (the state serial moved), so a retry
     could only be refused; then the operator re-plans instead.
     """
-    exc = failed_with(state)
     if isinstance(exc, ApplyInterrupted):
         return exc.applied == 0 and is_transient(exc.cause)
     return is_transient(exc)
@@ -37,7 +36,7 @@ def retry_before_any_change(_task, _task_run, state) -> bool:
     task_run_name="apply-{settings.environment}",
     retries=2,
     retry_delay_seconds=[10, 30],
-    retry_condition_fn=retry_before_any_change,
+    retry_condition_fn=retry_when(_nothing_changed_yet),
 )
 def apply(settings: RolloutSettings, plan_file: str, approved_sha256: str) -> ApplyResult:
     """Terraform applies the approved plan file (its progress lines go to the run log)."""
@@ -92,7 +91,7 @@ def replan_is_noop(
     terraform = make_provisioner(settings, working_copy(out_dir), first_step=first_step)
     result = terraform.plan(Path(out_dir) / "replan", replan=True)
     if result.exit_code == 2 or result.summary.has_changes:
-        document = result.document
+        document = result.plan_document
         changed = [
             c.address for c in document.managed_changes() if c.action not in ("no-op", "read")
         ]

@@ -52,7 +52,8 @@ def pending_approval(run_id: str) -> PendingApproval:
             "approve a run while it is Paused",
         )
     keyset = keyset_from_paused_state(state)
-    schema: dict[str, Any] = read_flow_run_input(keyset["schema"], flow_run_id=flow_run_id) or {}
+    # Prefect types read_flow_run_input as sync-or-async; this is the sync client's dict.
+    schema: dict[str, Any] = read_flow_run_input(keyset["schema"], flow_run_id=flow_run_id) or {}  # type: ignore[assignment]
     sha = (schema.get("properties", {}).get("plan_sha256") or {}).get("default", "")
     description = read_flow_run_input(keyset["description"], flow_run_id=flow_run_id) or ""
     return PendingApproval(

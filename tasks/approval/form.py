@@ -20,6 +20,7 @@ from mirror_rollout.reviewer_keys import (
     skeletons,
     verifies,
 )
+from mirror_rollout.target import rules_for
 from tasks.approval.reviewers import EnvironmentReviewers
 
 
@@ -61,7 +62,8 @@ def prefilled_form(description: str, **defaults) -> type[ApprovalForm]:
         )
         for name, value in defaults.items()
     }
-    form = create_model(ApprovalForm.__name__, __base__=ApprovalForm, **fields)
+    # pydantic types create_model's field definitions per name; built ones are checked above.
+    form = create_model(ApprovalForm.__name__, __base__=ApprovalForm, **fields)  # type: ignore[call-overload]
     form._description = description
     return form
 
@@ -198,7 +200,7 @@ def _identify(
 
 
 def approvals_needed(environment: str) -> int:
-    return 2 if environment == "production" else 1
+    return rules_for(environment).reviewers_required
 
 
 def approval_markdown(environment: str, records: list[ApprovalRecord]) -> str:

@@ -35,7 +35,9 @@ def _record_final_message(text: str) -> None:
     from prefect.states import Failed
 
     with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.get_id(), Failed(message=text), force=True)
+        run_id = flow_run.get_id()
+        if run_id is not None:  # only inside a flow run is there a pause to fail
+            client.set_flow_run_state(run_id, Failed(message=text), force=True)
 
 
 #: Run input key under which the flow answers each stage (read by `mirror-rollout approve`).
@@ -76,7 +78,8 @@ def request_approvals(
         )
         stage = f"approval-{position}"
         try:
-            form = pause_flow_run(
+            # Prefect types poll_interval as int; it sleeps a float just as well.
+            form = pause_flow_run(  # type: ignore[call-overload]
                 wait_for_input=form_type,
                 timeout=timeout_seconds,
                 poll_interval=POLL_SECONDS.get(backend, DEFAULT_POLL_SECONDS),

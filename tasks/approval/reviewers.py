@@ -15,7 +15,6 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mirror_rollout import PROJECT_ROOT
-from mirror_rollout.environments import PRODUCTION
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.reviewer_keys import (
     decode_public_key,
@@ -24,6 +23,7 @@ from mirror_rollout.reviewer_keys import (
     fingerprint,
     same_name,
 )
+from mirror_rollout.target import rules_for
 
 REGISTRY_PATH = Path("deployments") / "reviewers.yaml"
 SANDBOX_REVIEWERS_ENV = "MIRROR_ROLLOUT_SANDBOX_REVIEWERS"
@@ -92,10 +92,11 @@ class ReviewerRegistry(BaseModel):
 
     @model_validator(mode="after")
     def _production_is_signed(self) -> ReviewerRegistry:
-        if self.environments.get(PRODUCTION, EnvironmentReviewers()).allow_unsigned:
-            raise ValueError(
-                "environments.production.allow_unsigned: production never accepts unsigned approvals"
-            )
+        for name, reviewers in self.environments.items():
+            if reviewers.allow_unsigned and not rules_for(name).unsigned_approvals_allowed:
+                raise ValueError(
+                    f"environments.{name}.allow_unsigned: {name} never accepts unsigned approvals"
+                )
         return self
 
     def of(self, environment: str) -> EnvironmentReviewers:

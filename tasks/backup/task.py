@@ -8,22 +8,24 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed, capabilities, publish
 from mirror_rollout.results import CheckResult
+from mirror_rollout.target import RolloutTarget
 from tasks.backup.checks import selection_results
 
 
 @task(
     name="backup-coverage",
-    task_run_name="backup-{environment}",
+    task_run_name="backup-{target.environment}",
     retries=2,
     retry_delay_seconds=[2, 10],
 )
-def backup_coverage(environment: str, region: str, backend: str) -> list[CheckResult]:
+def backup_coverage(target: RolloutTarget) -> list[CheckResult]:
+    environment, backend = target.environment, target.backend
     caps = capabilities(backend)
     plan_name = contract.name(environment, "backup-plan")
     if not caps.backup_selections:
         results = selection_results(environment, plan_name, None, caps.why("backup_selections"))
     else:
-        backup = AwsClients(region, environment=environment).client("backup")
+        backup = AwsClients.of(target).client("backup")
         plans = {
             p["BackupPlanName"]: p["BackupPlanId"]
             for p in backup.list_backup_plans()["BackupPlansList"]

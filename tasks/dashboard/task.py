@@ -10,7 +10,9 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
-from tasks.alarms.calls import calls_observed, error_code
+from mirror_rollout.retries import error_code
+from mirror_rollout.target import RolloutTarget
+from tasks.common import calls_observed
 from tasks.dashboard.checks import check_dashboard, dashboard_name
 
 
@@ -50,10 +52,11 @@ def verify_dashboard(clients: AwsClients, environment: str) -> list[CheckResult]
     return results
 
 
-@task(name="dashboard", task_run_name="dashboard-{environment}")
-def dashboard(environment: str, region: str, backend: str) -> list[CheckResult]:
+@task(name="dashboard", task_run_name="dashboard-{target.environment}")
+def dashboard(target: RolloutTarget) -> list[CheckResult]:
     """The dashboard covers the contract's metrics and the 8 alarms; artifact ``{env}-dashboard``."""
-    results = verify_dashboard(AwsClients(region, environment=environment), environment)
+    environment, backend = target.environment, target.backend
+    results = verify_dashboard(AwsClients.of(target), environment)
     publish(f"{environment}-dashboard", results, f"Dashboard of {environment} ({backend})")
     raise_if_blocking(
         results,

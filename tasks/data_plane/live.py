@@ -13,7 +13,7 @@ from typing import Any
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import CheckResult, Evidence, Status
-from tasks.alarms.calls import error_code
+from mirror_rollout.retries import error_code
 from tasks.data_plane.checks import (
     TableShape,
     mismatches,

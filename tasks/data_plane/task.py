@@ -16,6 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult
+from mirror_rollout.target import RolloutTarget
 from tasks.data_plane.live import pattern_results, read_shapes, table_results
 from tasks.data_plane.spec import load_data_plane
 from tasks.nonce.rules import kms_alias
@@ -35,13 +36,12 @@ def check_data_plane(
 
 @task(
     name="data-plane-contract",
-    task_run_name="data-plane-contract-{environment}",
+    task_run_name="data-plane-contract-{target.environment}",
     cache_policy=NO_CACHE,
 )
-def data_plane_contract(
-    environment: str, region: str, backend: str, root: str | None = None
-) -> list[CheckResult]:
-    clients = AwsClients(region, environment=environment)
+def data_plane_contract(target: RolloutTarget, root: str | None = None) -> list[CheckResult]:
+    environment, backend = target.environment, target.backend
+    clients = AwsClients.of(target)
     results = check_data_plane(clients, environment, Path(root) if root else None)
     publish(
         f"{environment}-data-plane-contract",

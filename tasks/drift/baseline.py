@@ -8,7 +8,7 @@ from typing import Any
 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import RolloutError
-from tasks.alarms.calls import error_code
+from mirror_rollout.retries import error_code
 from tasks.drift.snapshot import Snapshot, bucket_name, kms_alias
 
 LATEST_KEY = "drift/baseline.json"

@@ -15,7 +15,7 @@ from urllib.parse import unquote
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from tasks.alarms.calls import error_code
+from mirror_rollout.retries import error_code
 
 Snapshot = dict[str, dict[str, Any]]
 

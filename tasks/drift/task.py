@@ -15,10 +15,11 @@ from pydantic import BaseModel, Field
 
 from mirror_rollout import markdown as md
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import overall
 from mirror_rollout.results import CheckResult, Evidence, Status
-from tasks.alarms.calls import calls_observed, run_logger
+from mirror_rollout.retries import retry_if_transient
+from mirror_rollout.target import RolloutTarget
+from tasks.common import calls_observed, run_logger
 from tasks.drift.baseline import load_baseline, store_baseline
 from tasks.drift.compare import Drift, diff, show, to_check_results
 from tasks.drift.snapshot import Snapshot, capture, expected_resources
@@ -81,25 +82,29 @@ def capture_and_store(
     return snapshot, stored
 
 
-@task(name="drift-snapshot", task_run_name="drift-snapshot-{environment}", cache_policy=NO_CACHE)
-def capture_snapshot(environment: str, region: str) -> Snapshot:
+@task(
+    name="drift-snapshot",
+    task_run_name="drift-snapshot-{target.environment}",
+    cache_policy=NO_CACHE,
+)
+def capture_snapshot(target: RolloutTarget) -> Snapshot:
     """The live settings of every contract resource, read once the validations are done.
 
     The rollout reads them beside its re-plan and stores them (``record_baseline``) only
     when its checklist passes.
     """
-    return capture(AwsClients(region, environment=environment), environment)
+    environment = target.environment
+    return capture(AwsClients.of(target), environment)
 
 
-@task(name="record-drift-baseline", task_run_name="record-drift-baseline-{environment}")
-def record_baseline(
-    environment: str, region: str, snapshot: Snapshot | None = None
-) -> dict[str, Any]:
+@task(name="record-drift-baseline", task_run_name="record-drift-baseline-{target.environment}")
+def record_baseline(target: RolloutTarget, snapshot: Snapshot | None = None) -> dict[str, Any]:
     """Store the live settings (``snapshot``, else read now) as the baseline; artifact ``{env}-drift-baseline``.
 
     The rollout calls this once its validations pass, so the baseline is a verified state.
     """
-    clients = AwsClients(region, environment=environment)
+    environment = target.environment
+    clients = AwsClients.of(target)
     snapshot, stored = capture_and_store(clients, environment, snapshot=snapshot)
     if stored["missing"]:
         run_logger().warning(
@@ -144,28 +149,17 @@ def compare_live(clients: AwsClients, environment: str, first: int = 1) -> Drift
     )
 
 
-def retry_unless(*kinds: type[BaseException]):
-    """A ``retry_condition_fn``: retry transient failures, never a finding or a missing baseline."""
-
-    def condition(task, task_run, state) -> bool:
-        error = state.data
-        if not isinstance(error, BaseException):
-            error = state.result(raise_on_failure=False)
-        return not isinstance(error, kinds)
-
-    return condition
-
-
 @task(
     name="drift-compare",
-    task_run_name="drift-compare-{environment}",
+    task_run_name="drift-compare-{target.environment}",
     retries=1,
     retry_delay_seconds=5,
-    retry_condition_fn=retry_unless(RolloutError),
+    retry_condition_fn=retry_if_transient,
 )
-def drift_compare(environment: str, region: str) -> DriftReport:
+def drift_compare(target: RolloutTarget) -> DriftReport:
     """The live settings of every contract resource against the latest baseline."""
-    report = compare_live(AwsClients(region, environment=environment), environment)
+    environment = target.environment
+    report = compare_live(AwsClients.of(target), environment)
     logger = run_logger()
     for d in report.drifts:
         logger.warning("DRIFT %s %s", d.resource, d.describe())

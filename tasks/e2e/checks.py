@@ -221,7 +221,7 @@ def shape_problems(item: Mapping[str, Any]) -> list[str]:
 def judge_nonce(names: list[str], versions: list[int], real: dict[int, bool]) -> Verdict:
     """Live versions listed; the newest must hold a real nonce (64 lowercase hex)."""
     newest = newest_version(versions)
-    observed = {"source": "ssm:DescribeParameters+GetParameter", "names": names}
+    observed: dict[str, Any] = {"source": "ssm:DescribeParameters+GetParameter", "names": names}
     if newest is None:
         return failed("no nonce version found", "", **observed)
     observed |= {"newest_version": newest, "real_values": {str(v): real[v] for v in real}}

@@ -10,6 +10,7 @@ delete the branch, whatever happened before. The token is never logged or return
 from __future__ import annotations
 
 import base64
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -113,7 +114,7 @@ class GithubDriver:
             blocked = ""
             for name, body in main:
                 if blocked:
-                    self.steps.append(run_step(name, lambda b=blocked: skipped(b)))
+                    self.steps.append(run_step(name, functools.partial(skipped, blocked)))
                     continue
                 step = run_step(name, body, describe_http_error)
                 self.steps.append(step)
@@ -238,7 +239,7 @@ class GithubDriver:
         self.fp_events = found
         problems = {i["eventId"]: checks.shape_problems(i) for i in found}
         problems = {k: v for k, v in problems.items() if v}
-        observed = {
+        observed: dict[str, Any] = {
             "source": f"dynamodb:Query/Scan {self.clients.region} fp-events",
             "found": sorted(i["eventId"] for i in found),
             "missing": missing,

@@ -18,10 +18,10 @@ from typing import Any
 from pydantic import SecretStr
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients, is_transient
+from mirror_rollout.aws import AwsClients
 from mirror_rollout.contract import NONCE_NAME
 from mirror_rollout.results import Status
-from tasks.alarms.calls import error_code
+from mirror_rollout.retries import error_code, is_transient
 from tasks.e2e import checks
 from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_step, skipped
 from tasks.nonce import store
@@ -232,7 +232,7 @@ class OracleClient:
         assert self.item is not None
         key = {"pk": self.item["pk"], "sk": self.item["sk"]}
         found = self._table("fp-events").get_item(Key=key, ConsistentRead=True).get("Item")
-        return bool(found) and found.get("eventId") == self.item["eventId"]
+        return found is not None and found.get("eventId") == self.item["eventId"]
 
     def reject_duplicate(self) -> Verdict:
         if self.item is None:
@@ -482,14 +482,16 @@ def find_fp_events(
     """Look the report's FP events up: by FindingIndex when a findingId is given, else a
     filtered scan. Returns (items found, event ids missing)."""
     spec = next(t for t in contract.TABLES if t.gsi)
+    assert spec.gsi is not None  # the fp-events table has the finding index
+    index_name, hash_key, _ = spec.gsi
     table = DdbTable(clients, spec.name(environment))
     found: list[dict[str, Any]] = []
     missing: list[str] = []
     for event in wanted:
         if event.get("findingId"):
             response = table.query(
-                IndexName=spec.gsi[0],
-                KeyConditionExpression=f"{spec.gsi[1]} = :h",
+                IndexName=index_name,
+                KeyConditionExpression=f"{hash_key} = :h",
                 ExpressionAttributeValues={":h": f"finding#{event['findingId']}"},
             )
             items = response.get("Items", [])

@@ -24,7 +24,8 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
-from tasks.alarms.calls import calls_observed, run_logger
+from mirror_rollout.target import RolloutTarget
+from tasks.common import calls_observed, run_logger
 from tasks.e2e.checks import StepResult, to_check_results
 from tasks.e2e.github import DEFAULT_API, GithubDriver
 from tasks.e2e.oracle import DEFAULT_ORG, OracleClient
@@ -93,11 +94,9 @@ def run_driver(
     raise ConfigError(f"unknown E2E driver {driver!r}", "use driver='local' or 'github'")
 
 
-@task(name="e2e-cycle", task_run_name="e2e-{environment}-{driver}", cache_policy=NO_CACHE)
+@task(name="e2e-cycle", task_run_name="e2e-{target.environment}-{driver}", cache_policy=NO_CACHE)
 def e2e_cycle(
-    environment: str,
-    region: str,
-    backend: str,
+    target: RolloutTarget,
     driver: Driver = "local",
     run_id: str | None = None,
     github_repo: str | None = None,
@@ -110,8 +109,9 @@ def e2e_cycle(
 
     The GitHub token is read from ``GITHUB_TOKEN``, never passed as a parameter.
     """
+    environment, backend = target.environment, target.backend
     run_id = run_id or default_run_id()
-    clients = AwsClients(region, environment=environment)
+    clients = AwsClients.of(target)
     steps, fp_events, key = run_driver(
         clients,
         environment,

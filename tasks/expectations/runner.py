@@ -225,6 +225,7 @@ def run_suite(
         outcomes = [
             _outcome(n, spec.name, _jsonable(r.to_json_dict()))
             for n, r in enumerate(ordered, start=1)
+            if r is not None
         ]
     stats = validation_result.statistics
     return SuiteOutcome(

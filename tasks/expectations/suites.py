@@ -58,7 +58,7 @@ def plan_changes_suite(
     from great_expectations.expectations.row_conditions import Column
 
     stateful = ", ".join(sorted(contract.STATEFUL_TYPES))
-    expectations = [
+    expectations: list[gxe.Expectation] = [
         gxe.ExpectColumnValuesToNotBeNull(
             column="address", description="Every resource change names its address"
         ),

@@ -14,6 +14,7 @@ from prefect import task
 
 from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
+from mirror_rollout.target import RolloutTarget
 from tasks.gcp.checks import SANDBOX_SERVICES_REASON, bucket_name, check_bucket, services_skipped
 
 #: Why GCS-005 is not judged on the sandbox.
@@ -84,14 +85,12 @@ def verify_gcs(
     return results
 
 
-@task(name="gcs-baselines", task_run_name="gcs-baselines-{environment}")
+@task(name="gcs-baselines", task_run_name="gcs-baselines-{target.environment}")
 def gcs_baselines(
-    environment: str,
-    backend: str,
-    project: str | None = None,
-    kms_key_name: str | None = None,
+    target: RolloutTarget, project: str | None = None, kms_key_name: str | None = None
 ) -> list[CheckResult]:
     """Verify the baselines bucket (and report the other GCP services); artifact ``{env}-gcs``."""
+    environment, backend = target.environment, target.backend
     client = storage_client(project)
     results = verify_gcs(client, environment, backend, kms_key_name)
     publish(f"{environment}-gcs", results, f"GCP baselines bucket of {environment} ({backend})")

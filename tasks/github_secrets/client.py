@@ -17,7 +17,7 @@ from pydantic import BaseModel, SecretStr
 
 from mirror_rollout.errors import ConfigError, EndpointError, RolloutError
 from tasks.github_secrets.plan import SecretToSet, check_repo
-from tasks.github_secrets.report import TOKEN_VARIABLE
+from tasks.github_secrets.report import TOKEN_VARIABLE, Status
 
 DEFAULT_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -142,7 +142,7 @@ class SecretsClient:
             ) from None
         return key
 
-    def put(self, name: str, encrypted_value: str, key_id: str) -> str:
+    def put(self, name: str, encrypted_value: str, key_id: str) -> Status:
         """PUT one sealed secret: ``created`` (201) or ``updated`` (204)."""
         response = self._call(
             "PUT",
@@ -152,14 +152,14 @@ class SecretsClient:
         )
         return "created" if response.status_code == 201 else "updated"
 
-    def set_all(self, secrets: list[SecretToSet]) -> dict[str, str]:
+    def set_all(self, secrets: list[SecretToSet]) -> dict[str, Status]:
         """Seal and PUT every secret with one public key; name -> created/updated.
 
         A refusal part way names what was already set, so the operator knows the
         repository's state without looking.
         """
         key = self.public_key()
-        done: dict[str, str] = {}
+        done: dict[str, Status] = {}
         for secret in secrets:
             try:
                 done[secret.name] = self.put(

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 
 from mirror_rollout.settings import RolloutSettings
-from tasks.alarms.calls import run_logger
+from tasks.common import run_logger
 from tasks.github_secrets.client import DEFAULT_API
 from tasks.github_secrets.report import SecretsReport, markdown
 from tasks.github_secrets.run import github_secrets_of, token_from_env

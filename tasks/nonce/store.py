@@ -24,6 +24,7 @@ from pydantic import SecretStr
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.contract import NONCE_VALUE
 from mirror_rollout.nonce_values import new_nonce
+from mirror_rollout.retries import error_code
 from tasks.nonce.rules import SECURE_STRING, NonceState, nonce_state, parameter_prefix
 
 _WIRE_LOGGERS = ("botocore", "boto3", "urllib3")
@@ -66,13 +67,6 @@ def wire_logging_off() -> Iterator[None]:
                 lg.setLevel(level)
 
 
-def _error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 def _put(aws: AwsClients, request: dict[str, Any]) -> int:
     """PutParameter with a freshly generated value; returns SSM's version counter."""
     nonce = new_nonce()
@@ -84,7 +78,7 @@ def _put(aws: AwsClients, request: dict[str, Any]) -> int:
                 ]
             )
     except Exception as exc:
-        code = _error_code(exc)
+        code = error_code(exc)
         secret = nonce.get_secret_value()
         leaked = secret in str(exc) or secret in repr(getattr(exc, "response", ""))
         cls = ParameterExists if code == "ParameterAlreadyExists" else NonceStoreError
@@ -148,7 +142,7 @@ def delete_version(aws: AwsClients, name: str) -> bool:
     try:
         aws.client("ssm").delete_parameter(Name=name)
     except Exception as exc:
-        if _error_code(exc) == "ParameterNotFound":
+        if error_code(exc) == "ParameterNotFound":
             return False
         raise
     return True
@@ -182,6 +176,6 @@ def key_arn(aws: AwsClients, key_id: str | None) -> str | None:
     try:
         return str(aws.client("kms").describe_key(KeyId=key_id)["KeyMetadata"]["Arn"])
     except Exception as exc:
-        if _error_code(exc) in ("NotFoundException", "InvalidArnException"):
+        if error_code(exc) in ("NotFoundException", "InvalidArnException"):
             return None
         raise

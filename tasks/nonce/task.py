@@ -23,10 +23,11 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel
 
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.environments import check_name
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence, Status
+from mirror_rollout.retries import retry_if_transient
+from mirror_rollout.target import RolloutTarget
 from tasks.nonce import store
 from tasks.nonce.rules import (
     ROTATION_FLOW,
@@ -48,50 +49,11 @@ from tasks.nonce.rules import (
     rotation_tags,
 )
 
-_TRANSIENT_CODES = frozenset(
-    {
-        "ThrottlingException",
-        "Throttling",
-        "TooManyUpdates",
-        "RequestLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "InternalServerError",
-        "InternalFailure",
-        "ServiceUnavailable",
-        "KMSInternalException",
-    }
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth a retry: not a refusal or validation failure, not a definite AWS answer."""
-    if isinstance(exc, RolloutError):
-        return False
-    if isinstance(exc, store.NonceStoreError):
-        return exc.code in _TRANSIENT_CODES
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        code = str(response["Error"].get("Code", ""))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in _TRANSIENT_CODES or status >= 500
-    return True  # connection errors, timeouts, Prefect API hiccups
-
-
-def _retry_condition(_task: Any, _task_run: Any, state: Any) -> bool:
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            state.result(raise_on_failure=True)
-        except BaseException as raised:
-            exc = raised
-    return exc is not None and is_transient(exc)
-
-
 RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=2),
     "retry_jitter_factor": 0.5,
-    "retry_condition_fn": _retry_condition,
+    "retry_condition_fn": retry_if_transient,
     "cache_policy": NO_CACHE,
 }
 
@@ -101,10 +63,6 @@ def _logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("mirror_rollout.nonce")
-
-
-def _env(environment: str) -> str:
-    return check_name(environment)
 
 
 class RotationResult(BaseModel):
@@ -134,10 +92,11 @@ class RemovalResult(BaseModel):
 
 
 # -- read -------------------------------------------------------------------------
-@task(name="nonce-state", task_run_name="nonce-state-{environment}", **RETRIES)
-def read_nonce_state(environment: str, region: str) -> NonceState:
+@task(name="nonce-state", task_run_name="nonce-state-{target.environment}", **RETRIES)
+def read_nonce_state(target: RolloutTarget) -> NonceState:
     """Names, versions, key ids and tags of the nonce versions (never a value)."""
-    return store.read_state(AwsClients(region, environment=environment), _env(environment))
+    environment = target.environment
+    return store.read_state(AwsClients.of(target), environment)
 
 
 # -- bootstrap --------------------------------------------------------------------
@@ -161,7 +120,7 @@ def evaluate_bootstrap(environment: str, aws: AwsClients) -> list[CheckResult]:
     No Prefect here. Results: NONCE-001 (SecureString), NONCE-002 (project CMK),
     NONCE-003 (holds a real nonce). Without the project CMK alias nothing is created.
     """
-    env = _env(environment)
+    env = environment
     alias = kms_alias(env)
     project = store.key_arn(aws, alias)
     state = store.read_state(aws, env)
@@ -319,14 +278,15 @@ def _check_value(
     )
 
 
-@task(name="nonce-bootstrap", task_run_name="nonce-bootstrap-{environment}", **RETRIES)
-def nonce_bootstrap(environment: str, region: str) -> list[CheckResult]:
+@task(name="nonce-bootstrap", task_run_name="nonce-bootstrap-{target.environment}", **RETRIES)
+def nonce_bootstrap(target: RolloutTarget) -> list[CheckResult]:
     """Create nonce v1 when no version exists (a no-op otherwise) and check the current version.
 
     Publishes ``{env}-nonce``; raises ``ValidationFailed`` on a blocking failure.
     """
-    env = _env(environment)
-    results = evaluate_bootstrap(env, AwsClients(region, environment=environment))
+    environment = target.environment
+    env = environment
+    results = evaluate_bootstrap(env, AwsClients.of(target))
     publish(f"{env}-nonce", results, f"Redaction nonce bootstrap ({env})")
     blocking = [r for r in results if r.blocking]
     if blocking:
@@ -341,17 +301,18 @@ def nonce_bootstrap(environment: str, region: str) -> list[CheckResult]:
 # -- rotation ---------------------------------------------------------------------
 @task(
     name="rotate-nonce",
-    task_run_name="rotate-nonce-{environment}-from-v{from_version}",
+    task_run_name="rotate-nonce-{target.environment}-from-v{from_version}",
     **RETRIES,
 )
 def rotate_nonce(
-    environment: str, region: str, from_version: int, grace_seconds: int, rotation_id: str
+    target: RolloutTarget, from_version: int, grace_seconds: int, rotation_id: str
 ) -> RotationResult:
     """Create v(from_version + 1); both stay valid until the grace end (tag ``grace-until``).
 
     Idempotent per ``rotation_id``: a retry finds the version it created by its tag.
     """
-    env = _env(environment)
+    environment = target.environment
+    env = environment
     if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or grace_seconds < 0:
         raise NonceRefused(
             f"grace_seconds must be 0 or more, got {grace_seconds!r}; nothing was changed",
@@ -359,7 +320,7 @@ def rotate_nonce(
         )
     if not rotation_id:
         raise NonceRefused("rotation_id is empty; nothing was changed", "pass the flow run id")
-    aws = AwsClients(region, environment=environment)
+    aws = AwsClients.of(target)
     state = store.read_state(aws, env)
     decision = decide_rotation(state, from_version, rotation_id)
     if decision.action is Action.DONE:
@@ -471,21 +432,22 @@ def _remove(
 
 @task(
     name="nonce-cleanup-previous",
-    task_run_name="nonce-cleanup-{environment}-v{old_version}",
+    task_run_name="nonce-cleanup-{target.environment}-v{old_version}",
     **RETRIES,
 )
 def cleanup_previous(
-    environment: str, region: str, old_version: int, rotation_id: str, force: bool = False
+    target: RolloutTarget, old_version: int, rotation_id: str, force: bool = False
 ) -> RemovalResult:
     """End the grace period: delete v{old_version} once rotation ``rotation_id``'s version exists.
 
     Refuses if that newer version is missing (never leaves zero versions) or, unless
     ``force``, before the grace end; idempotent when v{old_version} is already gone.
     """
-    env = _env(environment)
+    environment = target.environment
+    env = environment
     return _remove(
         env,
-        AwsClients(region, environment=environment),
+        AwsClients.of(target),
         rotation_id,
         lambda s: decide_cleanup(s, old_version, rotation_id, force=force),
         "grace cleanup",
@@ -494,17 +456,16 @@ def cleanup_previous(
 
 @task(
     name="nonce-rollback",
-    task_run_name="nonce-rollback-{environment}-v{new_version}",
+    task_run_name="nonce-rollback-{target.environment}-v{new_version}",
     **RETRIES,
 )
-def rollback_rotation(
-    environment: str, region: str, new_version: int, rotation_id: str
-) -> RemovalResult:
+def rollback_rotation(target: RolloutTarget, new_version: int, rotation_id: str) -> RemovalResult:
     """Undo rotation ``rotation_id``: delete v{new_version} (only if tagged with it), keep vN."""
-    env = _env(environment)
+    environment = target.environment
+    env = environment
     return _remove(
         env,
-        AwsClients(region, environment=environment),
+        AwsClients.of(target),
         rotation_id,
         lambda s: decide_rollback(s, new_version, rotation_id),
         "rollback",

@@ -12,6 +12,7 @@ from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import publish
 from mirror_rollout.results import CheckResult
 from mirror_rollout.settings import RolloutSettings
+from mirror_rollout.target import RolloutTarget
 from tasks.orphans.checks import adoption_needed, blocking_orphans, find_orphans, orphan_results
 from tasks.orphans.inventory import project_resources
 
@@ -20,21 +21,21 @@ class AdoptionNeeded(RolloutError):
     """The plan would create a resource that already exists in AWS outside the state."""
 
 
-def scan(environment: str, region: str, state: dict, plan: dict | None = None):
-    live = project_resources(environment, AwsClients(region, environment=environment))
+def scan(target: RolloutTarget, state: dict, plan: dict | None = None):
+    live = project_resources(target.environment, AwsClients.of(target))
     return live, find_orphans(live, state, plan)
 
 
 @task(name="orphan-scan", task_run_name="orphans-{settings.environment}", retries=1)
-def orphan_scan(settings: RolloutSettings, run_dir: Path, region: str) -> list[CheckResult]:
+def orphan_scan(settings: RolloutSettings, run_dir: Path) -> list[CheckResult]:
     """Project-named resources in AWS that state does not track: each a FAIL with its adopt command."""
     from mirror_rollout.provisioners import make_provisioner
     from tasks.plan.task import working_copy
 
-    environment = settings.environment
+    environment, region = settings.environment, settings.target.region
     terraform = make_provisioner(settings, working_copy(run_dir))
     state = terraform.state_document()
-    live, orphans = scan(environment, region, state, applied_plan(run_dir, terraform.workspace))
+    live, orphans = scan(settings.target, state, applied_plan(run_dir, terraform.workspace))
     results = orphan_results(
         environment, live, orphans, f"AWS ({region}) vs the {environment} state", region
     )
@@ -48,9 +49,9 @@ def applied_plan(run_dir: Path, workspace: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def refuse_creating_what_exists(environment: str, region: str, state: dict, plan: dict) -> None:
+def refuse_creating_what_exists(target: RolloutTarget, state: dict, plan: dict) -> None:
     """Before approval: a planned create of something that exists already cannot succeed."""
-    _, orphans = scan(environment, region, state, plan)
+    _, orphans = scan(target, state, plan)
     blocking = blocking_orphans(orphans, plan)
     if blocking:
-        raise AdoptionNeeded(*adoption_needed(environment, blocking))
+        raise AdoptionNeeded(*adoption_needed(target.environment, blocking))

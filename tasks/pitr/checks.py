@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mirror_rollout.results import CheckResult, Evidence, Status
-from tasks.alarms.calls import iso
+from tasks.common import iso
 
 CHECK_ID = "PITR-001"
 TITLE = "Point-in-time recovery ENABLED with a restorable window"

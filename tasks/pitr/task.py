@@ -8,10 +8,12 @@ from collections.abc import Callable
 from prefect import task
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients, retry_if_transient
+from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
-from tasks.alarms.calls import calls_observed, error_code, now, run_logger
+from mirror_rollout.retries import error_code, retry_if_transient
+from mirror_rollout.target import RolloutTarget
+from tasks.common import calls_observed, now, run_logger
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
     TableProbe,
@@ -132,20 +134,17 @@ def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
 # Idempotent: a retry re-reads and enables only where PITR is still off.
 @task(
     name="pitr",
-    task_run_name="pitr-{environment}",
+    task_run_name="pitr-{target.environment}",
     retries=2,
     retry_delay_seconds=[5, 20],
     retry_condition_fn=retry_if_transient,
 )
 def pitr(
-    environment: str,
-    region: str,
-    backend: str,
-    max_attempts: int = 8,
-    backoff_seconds: float = 2.0,
+    target: RolloutTarget, max_attempts: int = 8, backoff_seconds: float = 2.0
 ) -> list[CheckResult]:
     """Enable (where off) and verify PITR on the three tables; artifact ``{env}-pitr``."""
-    clients = AwsClients(region, environment=environment)
+    environment, backend = target.environment, target.backend
+    clients = AwsClients.of(target)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds)
     publish(f"{environment}-pitr", results, f"PITR on the {environment} tables ({backend})")
     raise_if_blocking(
@@ -156,16 +155,13 @@ def pitr(
     return results
 
 
-@task(name="pitr-verify", task_run_name="pitr-verify-{environment}")
+@task(name="pitr-verify", task_run_name="pitr-verify-{target.environment}")
 def pitr_verify(
-    environment: str,
-    region: str | None = None,
-    enable: bool = False,
-    max_attempts: int = 8,
-    backoff_seconds: float = 2.0,
+    target: RolloutTarget, enable: bool = False, max_attempts: int = 8, backoff_seconds: float = 2.0
 ) -> list[CheckResult]:
     """Verify PITR on the three tables, changing nothing unless ``enable``; ``{env}-pitr-verification``."""
-    clients = AwsClients(region, environment=environment)
+    environment = target.environment
+    clients = AwsClients.of(target)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds, enable=enable)
     mode = "enable where off" if enable else "read-only"
     publish(

@@ -6,13 +6,13 @@ from mirror_rollout import markdown as md
 from mirror_rollout.provisioners.base import PlanResult
 from mirror_rollout.results import CheckResult, Status
 
-_ORDER = {"replace": 0, "delete": 1, "create": 2, "update": 3, "no-op": 4, "read": 5}
+_ORDER: dict[str, int] = {"replace": 0, "delete": 1, "create": 2, "update": 3, "no-op": 4, "read": 5}
 
 
 def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = None) -> str:
     s = plan.summary
     lines = [
-        f"# Plan for {plan.environment} (Terraform {plan.document.terraform_version}, "
+        f"# Plan for {plan.environment} (Terraform {plan.plan_document.terraform_version}, "
         f"workspace `{plan.workspace}`)",
         "",
         f"**{s.headline()}**",
@@ -35,7 +35,7 @@ def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = Non
     lines += ["## Counts", ""]
     lines += md.table(
         ["action", "count"],
-        sorted(s.counts.items(), key=lambda kv: _ORDER.get(kv[0], 9)),
+        sorted(s.counts.items(), key=lambda kv: _ORDER.get(str(kv[0]), 9)),
     )
     lines += ["", "## By type", ""]
     lines += md.table(
@@ -47,7 +47,7 @@ def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = Non
     )
     lines += ["", "## Every resource", ""]
     changes = sorted(
-        plan.document.managed_changes(), key=lambda c: (_ORDER.get(c.action, 9), c.address)
+        plan.plan_document.managed_changes(), key=lambda c: (_ORDER.get(c.action, 9), c.address)
     )
     lines += md.table(
         ["action", "address", "changed arguments"],

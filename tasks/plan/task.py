@@ -30,9 +30,8 @@ def plan(settings: RolloutSettings, out_dir: Path) -> PlanResult:
     terraform = make_provisioner(settings, working_copy(out_dir), first_step=True)
     planned = terraform.plan(out_dir)
     if planned.summary.counts.get("create") or planned.summary.counts.get("replace"):
-        region = planned.document.variables.get("region", {}).get("value", "us-east-1")
-        document = planned.document.model_dump(mode="json")
-        refuse_creating_what_exists(settings.environment, region, terraform.prior_state, document)
+        document = planned.plan_document.model_dump(mode="json")
+        refuse_creating_what_exists(settings.target, terraform.prior_state, document)
     return planned
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from mirror_rollout import contract
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import CheckResult, Evidence, Status
+from mirror_rollout.target import EnvironmentRules
 
 CHECK_ID = "DRILL-001"
 TITLE = "PITR restore drill: a restored copy matches the source at T"
@@ -182,13 +183,10 @@ def compare(source: Mapping[str, str], copy: Mapping[str, str]) -> Comparison:
 
 
 # -- when it runs ----------------------------------------------------------------------------
-#: Environments where a rollout does not drill unless asked (restore_drill=true).
-OPT_IN = frozenset({"production"})
-
-
-def runs_in_rollout(environment: str, requested: bool | None) -> bool:
-    """On by default everywhere but production; ``requested`` (the flow parameter) decides."""
-    return environment not in OPT_IN if requested is None else requested
+def runs_in_rollout(rules: EnvironmentRules, requested: bool | None) -> bool:
+    """``requested`` (the flow parameter) decides; unset, the environment's rules do (on by
+    default everywhere but production, where a restore on AWS takes hours and costs money)."""
+    return rules.restore_drill_by_default if requested is None else requested
 
 
 def not_run(environment: str) -> CheckResult:

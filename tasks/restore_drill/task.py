@@ -21,11 +21,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mirror_rollout import contract
-from mirror_rollout.aws import AwsClients, failed_with, is_transient
+from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed, failure_results, publish
 from mirror_rollout.results import CheckResult, Evidence
-from tasks.alarms.calls import calls_observed, error_code, iso, run_logger
+from mirror_rollout.retries import error_code, retry_if_transient
+from mirror_rollout.target import RolloutTarget
+from tasks.common import calls_observed, iso, run_logger
 from tasks.restore_drill.checks import (
     TableDrill,
     compare,
@@ -300,32 +302,25 @@ class DrillFailed(ValidationFailed):
         )
 
 
-def retry_if_transient_cause(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Retry when AWS was throttling or unreachable (the copies are already deleted)."""
-    error = failed_with(state)
-    return is_transient(error) or is_transient(getattr(error, "__cause__", None))
-
-
 @task(
     name="restore-drill",
-    task_run_name="restore-drill-{environment}",
+    task_run_name="restore-drill-{target.environment}",
     retries=2,
     retry_delay_seconds=[10, 60],
-    retry_condition_fn=retry_if_transient_cause,
+    retry_condition_fn=retry_if_transient,
     cache_policy=NO_CACHE,
 )
 def restore_drill(
-    environment: str,
-    region: str,
-    backend: str,
+    target: RolloutTarget,
     run_id: str | None = None,
     active_timeout_seconds: float = 3600.0,
     restorable_wait_seconds: float = 900.0,
 ) -> list[CheckResult]:
     """Restore each table to T into a drill copy, compare, delete; artifact ``{env}-restore-drill``."""
+    environment, backend = target.environment, target.backend
     from tasks.e2e.task import default_run_id
 
-    clients = AwsClients(region, environment=environment)
+    clients = AwsClients.of(target)
     try:
         results = run_drill(
             clients,
@@ -338,8 +333,7 @@ def restore_drill(
         publish(f"{environment}-restore-drill", failed.results or [], _what(environment, backend))
         raise
     publish(f"{environment}-restore-drill", results, _what(environment, backend))
-    failed = [r for r in results if r.blocking]
-    if failed:
+    if any(r.blocking for r in results):
         raise DrillFailed(results)
     return results
 
@@ -348,13 +342,13 @@ def _what(environment: str, backend: str) -> str:
     return f"PITR restore drill of the {environment} tables ({backend})"
 
 
-def run_restore_drill(
-    environment: str, region: str, backend: str, requested: bool | None
-) -> list[CheckResult]:
+def run_restore_drill(target: RolloutTarget, requested: bool | None) -> list[CheckResult]:
     """The drill inside a flow: its results, one FAIL saying why it stopped, or SKIPPED when off."""
-    if not runs_in_rollout(environment, requested):
-        return [not_run(environment)]
-    state = restore_drill(environment, region, backend, return_state=True)
+    if not runs_in_rollout(target.rules, requested):
+        return [not_run(target.environment)]
+    state = restore_drill(target, return_state=True)
     if state.is_completed():
         return state.result()
-    return failure_results("DRILL", "restore drill", state.result(raise_on_failure=False))
+    error = state.result(raise_on_failure=False)
+    assert isinstance(error, BaseException)  # a state that did not complete holds its error
+    return failure_results("DRILL", "restore drill", error)

@@ -1,7 +1,8 @@
-"""Small boto3 glue shared by the post-apply probes (PITR, alarms, dashboard).
+"""What every runbook step's task shares: its logger, its clock, its API-call evidence.
 
-API calls are counted by ``AwsClients`` itself (``clients.calls``); these
-helpers turn them into evidence and read boto3 responses.
+The one shared module of tasks/ (docs/ARCHITECTURE.md): a helper two steps need lives
+here or in the core, never inside one step. API calls are counted by ``AwsClients``
+itself (``clients.calls``); these helpers turn them into evidence.
 """
 
 from __future__ import annotations
@@ -16,11 +17,6 @@ from mirror_rollout.aws import AwsClients
 def calls_observed(clients: AwsClients) -> dict[str, Any]:
     """The API call counts, for one evidence entry per task."""
     return {"api_calls": sum(clients.calls.values()), "api_calls_by_operation": dict(clients.calls)}
-
-
-def error_code(err: BaseException) -> str:
-    response = getattr(err, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
 
 
 def iso(value: Any) -> Any:
