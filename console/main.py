@@ -224,6 +224,7 @@ def sign(
     It covers this run, its pending stage, the plan sha256, approve and allow_destroy:
     tick the same boxes in the form.
     """
+    from mirror_rollout.plan_digest import PlanDigest
     from mirror_rollout.reviewer_keys import read_key
     from tasks.approval.client import pending_approval, signature_for
 
@@ -234,7 +235,7 @@ def sign(
     )
     err_console.print(
         f"signature of {signer.reviewer} for {pending.flow_run_name} ({pending.pause_key}), "
-        f"plan {(sha256 or pending.plan_sha256).lower()}, approve={not reject}, "
+        f"plan {PlanDigest(sha256) if sha256 else pending.plan_sha256}, approve={not reject}, "
         f"allow_destroy={allow_destroy}; paste it into the form's signature field:",
         highlight=False,
         soft_wrap=True,

@@ -12,26 +12,37 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from console.watcher import OnPause, RunWatcher, run_url
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.target import check_auto_approve
 
 
 @dataclass
 class Watch:
+    """The rehearsal's watcher thread: which run (by tag), and what it saw."""
+
     tag: str
-    ui_url: str
-    auto_approve: bool
-    console: Console
+    watcher: RunWatcher
     poll_seconds: float = 0.5
     flow_run_id: str | None = None
-    approvals_sent: set[str] = field(default_factory=set)
-    paused_at: float | None = None
-    approval_latency: list[float] = field(default_factory=list)
     error: BaseException | None = None
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def run_url(self) -> str:
-        return f"{self.ui_url}/runs/flow-run/{self.flow_run_id}"
+
+def auto_approval(console: Console) -> OnPause:
+    """The on-pause hook of `rehearse --auto-approve`: sign as the sandbox's nth auto-reviewer
+    (production's second approval needs a second, distinct reviewer key)."""
+    from tasks.approval.client import send_approval
+
+    def approve(run: Any, _pause_key: str, nth: int) -> None:
+        form, _ = send_approval(
+            str(run.id), key=auto_reviewer_key(nth), comment="auto-approved sandbox rehearsal"
+        )
+        console.print(
+            f"  [green]approved[/] as {form.reviewer}, signed (plan {form.plan_sha256[:12]}…)"
+        )
+
+    return approve
 
 
 def auto_reviewer_key(nth: int):
@@ -59,58 +70,20 @@ def _find_run(client, tag: str):
 
 
 def _watch(watch: Watch) -> None:
-    """Background thread: report task states as they change; answer the pause when asked to."""
+    """Background thread: find the run by its tag, then let the watcher report it."""
     from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    from tasks.approval.client import send_approval
-
-    seen: dict[str, str] = {}
     try:
         with get_client(sync_client=True) as client:
             while not watch.stop.is_set():
                 run = _find_run(client, watch.tag)
-                if run is None:
-                    watch.stop.wait(watch.poll_seconds)
-                    continue
-                if watch.flow_run_id is None:
-                    watch.flow_run_id = str(run.id)
-                    watch.console.print(f"[bold]flow run[/] {run.name} — {watch.run_url()}")
-                flow_filter = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-                for task_run in client.read_task_runs(flow_run_filter=flow_filter):
-                    state = task_run.state.name if task_run.state else "?"
-                    if seen.get(task_run.name) != state:
-                        seen[task_run.name] = state
-                        colour = {"Completed": "green", "Failed": "red", "Running": "cyan"}.get(
-                            state, "yellow"
-                        )
-                        watch.console.print(f"  [{colour}]{state:<10}[/] {task_run.name}")
-                state = run.state
-                if state is not None and state.is_paused():
-                    key = str(state.state_details.pause_key)
-                    if key not in watch.approvals_sent:
-                        watch.approvals_sent.add(key)
-                        watch.paused_at = time.monotonic()
-                        watch.console.print(
-                            f"[bold yellow]Paused for approval ({key})[/]: review the plan artifact and approve at {watch.run_url()}"
-                        )
-                        watch.console.print(
-                            f"  or from a terminal: mirror-rollout approve {run.id} --key YOUR_KEY_FILE [--comment ...]"
-                        )
-                        if watch.auto_approve:
-                            # Production's second approval needs a second (auto) reviewer key.
-                            key = auto_reviewer_key(len(watch.approvals_sent))
-                            form, _ = send_approval(
-                                str(run.id), key=key, comment="auto-approved sandbox rehearsal"
-                            )
-                            watch.console.print(
-                                f"  [green]approved[/] as {form.reviewer}, signed (plan {form.plan_sha256[:12]}…)"
-                            )
-                elif watch.paused_at is not None and state is not None and state.is_running():
-                    watch.approval_latency.append(time.monotonic() - watch.paused_at)
-                    watch.paused_at = None
-                if state is not None and state.is_final():
-                    return
+                if run is not None:
+                    if watch.flow_run_id is None:
+                        watch.flow_run_id = str(run.id)
+                        url = run_url(watch.watcher.ui, watch.flow_run_id)
+                        watch.watcher.echo(f"flow run {run.name} — {url}")
+                    if watch.watcher.look(client, run):
+                        return
                 # Woken at once when the flow returns, so the caller does not wait a poll.
                 watch.stop.wait(watch.poll_seconds)
     except BaseException as exc:  # reported by the caller once the flow ends
@@ -199,9 +172,11 @@ def rehearse(
         check_auto_approve(backend)
     watch = Watch(
         tag=f"rehearsal-{uuid.uuid4().hex[:8]}",
-        ui_url=ui_url,
-        auto_approve=auto_approve,
-        console=console,
+        watcher=RunWatcher(
+            ui_url,
+            lambda line: console.print(line, highlight=False, markup=False),
+            on_pause=auto_approval(console) if auto_approve else None,
+        ),
     )
     # The watcher must see this thread's Prefect settings (held in a context variable).
     watcher = threading.Thread(
@@ -233,8 +208,8 @@ def rehearse(
         for row in drill:
             console.print(f"  {row.get('status')} {row.get('subject')}: {row.get('detail')}")
     latency = (
-        f", approval→apply resume {watch.approval_latency[0]:.1f} s"
-        if watch.approval_latency
+        f", approval→apply resume {watch.watcher.approval_latency[0]:.1f} s"
+        if watch.watcher.approval_latency
         else ""
     )
     colour = "green" if state.is_completed() else "red"

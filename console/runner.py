@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from console.watcher import Echo, RunWatcher, run_url, stamp
 from mirror_rollout.errors import ConfigError, RolloutError
-
-Echo = Callable[[str], None]
 
 #: Seconds a cancelled run gets to reach its Cancelled state before we stop waiting.
 CANCEL_GRACE_SECONDS = 30.0
@@ -56,10 +55,6 @@ def ui_base_url(env: dict[str, str] | None = None) -> str:
     api = env.get("PREFECT_API_URL") or (PREFECT_API_URL.value() if settings else "") or ""
     api = api.rstrip("/")
     return api.removesuffix("/api") if api else "(no PREFECT_API_URL set)"
-
-
-def run_url(ui: str, flow_run_id: str) -> str:
-    return f"{ui}/runs/flow-run/{flow_run_id}"
 
 
 def start(deployment: str, parameters: dict[str, Any], tags: Iterable[str] = ()) -> Any:
@@ -119,51 +114,6 @@ class Outcome:
         return 0 if self.completed else 1
 
 
-@dataclass
-class _Seen:
-    state: str | None = None
-    pauses: set[str] = field(default_factory=set)
-    tasks: dict[str, str] = field(default_factory=dict)
-
-
-def _stamp() -> str:
-    return time.strftime("%H:%M:%S")
-
-
-def _started(task_run: Any) -> float:
-    moment = task_run.start_time or task_run.expected_start_time
-    return moment.timestamp() if moment else 0.0
-
-
-def _report(client: Any, run: Any, seen: _Seen, ui: str, echo: Echo) -> None:
-    """Print what changed since the last poll: the run's state, task states, a pause."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    task_runs = client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-    )
-    for task_run in sorted(task_runs, key=_started):
-        task_state = task_run.state.name if task_run.state else "?"
-        if task_state != "Pending" and seen.tasks.get(task_run.name) != task_state:
-            seen.tasks[task_run.name] = task_state
-            echo(f"[{_stamp()}]   {task_state:<10} {task_run.name}")
-    state = run.state
-    name = state.name if state else "?"
-    if name != seen.state:
-        seen.state = name
-        echo(f"[{_stamp()}] run {name}")
-    if state is not None and state.is_paused():
-        key = str(state.state_details.pause_key)
-        if key not in seen.pauses:
-            seen.pauses.add(key)
-            echo(
-                f"[{_stamp()}] waiting for input ({key}): review and answer at {run_url(ui, str(run.id))}"
-            )
-            echo(
-                f"           or: mirror-rollout approve {run.id} --reviewer NAME [--reject] [--comment ...]"
-            )
-
-
 def cancel(client: Any, flow_run_id: UUID, reason: str) -> None:
     """Cancel the run: directly while it is Scheduled, else through its worker.
 
@@ -192,32 +142,33 @@ def follow(
     """Poll the run until it is final (or ``timeout`` seconds passed: then cancel it)."""
     from prefect import get_client
 
-    seen = _Seen()
+    watcher = RunWatcher(ui, echo)
     started = time.monotonic()
     deadline = None if not timeout else started + timeout
     hinted = False
     with get_client(sync_client=True) as client:
         while True:
             run = client.read_flow_run(flow_run_id)
-            _report(client, run, seen, ui, echo)
+            final = watcher.look(client, run)
             state = run.state
             waiting = state is None or state.is_scheduled() or state.is_pending()
             if waiting and not hinted and time.monotonic() - started > NO_WORKER_HINT_SECONDS:
                 hinted = True
                 echo(
-                    f"[{_stamp()}] still {seen.state} after {NO_WORKER_HINT_SECONDS:g} s: another "
+                    f"[{stamp()}] still {watcher.state} after {NO_WORKER_HINT_SECONDS:g} s: another "
                     "run may hold the deployment's slot, or no worker serves work pool "
                     f"{run.work_pool_name or '?'} (start one: `prefect worker start "
                     f"--pool {run.work_pool_name or 'mirror-rollout'} --type process`)"
                 )
-            if state is not None and state.is_final():
+            if final:
+                assert state is not None
                 return Outcome(
                     str(flow_run_id), state.name, state.message or "", state.is_completed()
                 )
             if deadline is not None and time.monotonic() >= deadline:
                 break
             time.sleep(poll_seconds)
-        echo(f"[{_stamp()}] not finished after {timeout:g} s (still {seen.state}); cancelling it")
+        echo(f"[{stamp()}] not finished after {timeout:g} s (still {watcher.state}); cancelling it")
         cancel(client, flow_run_id, f"not finished within {timeout:g} s of `mirror-rollout run`")
         give_up = time.monotonic() + CANCEL_GRACE_SECONDS
         while time.monotonic() < give_up:

@@ -1,4 +1,4 @@
-"""The naming and configuration contract of DESIGN.md, as data.
+"""The naming and configuration contract of docs/DESIGN.md, as data.
 
 Guardrails (static), the alarm probe and drift detection (live) all check
 against these, so there is exactly one copy of the contract in code.

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, SecretStr
 
 from mirror_rollout.errors import ConfigError
+from mirror_rollout.plan_digest import PlanDigest
 
 #: The sandbox's auto-approval signs as this reviewer; refused off the sandbox backend.
 AUTO_REVIEWER = "sandbox-auto"
@@ -142,7 +143,7 @@ def fingerprint(public_key: bytes) -> str:
 
 
 def approval_message(
-    flow_run_id: str, stage: str, plan_sha256: str, approve: bool, allow_destroy: bool
+    flow_run_id: str, stage: str, plan_sha256: PlanDigest, approve: bool, allow_destroy: bool
 ) -> bytes:
     """The canonical bytes a reviewer signs: this run, this stage, this plan, this decision."""
     return json.dumps(
@@ -150,7 +151,7 @@ def approval_message(
             "purpose": MESSAGE_PURPOSE,
             "flow_run_id": str(flow_run_id).lower(),
             "stage": stage,
-            "plan_sha256": plan_sha256.lower(),
+            "plan_sha256": str(plan_sha256),
             "approve": bool(approve),
             "allow_destroy": bool(allow_destroy),
         },
@@ -202,9 +203,7 @@ def new_key(reviewer: str) -> PrivateKeyFile:
     from nacl.signing import SigningKey
 
     seed = bytes(SigningKey.generate())
-    return PrivateKeyFile(
-        reviewer=reviewer, private_key=SecretStr(base64.b64encode(seed).decode())
-    )
+    return PrivateKeyFile(reviewer=reviewer, private_key=SecretStr(base64.b64encode(seed).decode()))
 
 
 def write_key(path: Path, key: PrivateKeyFile) -> None:

@@ -121,4 +121,6 @@ def sandbox_target(environment: str, region: str = DEFAULT_REGION) -> RolloutTar
     """A sandbox target without a tfvars file (tests' throwaway environments, the GCS fixture)."""
     from mirror_rollout.aws import sandbox_account
 
-    return RolloutTarget(environment=environment, region=region, account=sandbox_account(environment))
+    return RolloutTarget(
+        environment=environment, region=region, account=sandbox_account(environment)
+    )

@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import BaseModel, ValidationError
 
 from mirror_rollout.errors import ConfigError, RolloutError
+from mirror_rollout.plan_digest import PlanDigest
 from mirror_rollout.reviewer_keys import PrivateKeyFile, approval_message
 from tasks.approval.form import ApprovalForm
 
@@ -15,7 +16,7 @@ from tasks.approval.form import ApprovalForm
 class PendingApproval(BaseModel):
     flow_run_id: str
     flow_run_name: str
-    plan_sha256: str
+    plan_sha256: PlanDigest
     description: str
     pause_key: str
 
@@ -77,7 +78,7 @@ def signature_for(
     message = approval_message(
         pending.flow_run_id,
         pending.pause_key,
-        (plan_sha256 or pending.plan_sha256).lower(),
+        PlanDigest(plan_sha256) if plan_sha256 else pending.plan_sha256,
         approve,
         allow_destroy,
     )
@@ -104,7 +105,7 @@ def send_approval(
 
     pending = pending_approval(run_id)
     name = reviewer if reviewer is not None else (key.reviewer if key else "")
-    sha = (plan_sha256 or pending.plan_sha256).lower()
+    sha = PlanDigest(plan_sha256) if plan_sha256 else pending.plan_sha256
     if key is not None and signature is None:
         signature = signature_for(
             pending, key, approve=approve, allow_destroy=allow_destroy, plan_sha256=sha

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field, create_model
 from pydantic.fields import FieldInfo
 
 from mirror_rollout import markdown as md
-from mirror_rollout.errors import RolloutError
+from mirror_rollout.errors import ConfigError, RolloutError
+from mirror_rollout.plan_digest import PlanDigest
 from mirror_rollout.provisioners.document import PlanSummary
 from mirror_rollout.reviewer_keys import (
     AUTO_REVIEWER,
@@ -75,7 +76,7 @@ UNSIGNED = "unsigned"
 class ApprovalRecord(BaseModel):
     reviewer: str
     decided_at: datetime
-    plan_sha256: str
+    plan_sha256: PlanDigest
     comment: str = ""
     allow_destroy: bool = False
     #: The registered key that signed (``ed25519:…``), or "unsigned" where the registry allows it.
@@ -85,6 +86,14 @@ class ApprovalRecord(BaseModel):
 
 class ApprovalRejected(RolloutError):
     """The run ends here; nothing was applied."""
+
+
+def _approved_digest(form: ApprovalForm, reviewer: str) -> PlanDigest:
+    """The form's plan sha256 as a digest (the UI form checks only its length)."""
+    try:
+        return PlanDigest(form.plan_sha256)
+    except ConfigError as exc:
+        raise ApprovalRejected(f"{reviewer} approved {exc.problem}", exc.fix) from None
 
 
 def check_approval(
@@ -110,9 +119,10 @@ def check_approval(
         raise ApprovalRejected(
             f"plan rejected by {reviewer}{reason}", "fix what the reviewer asked for and run again"
         )
-    if form.plan_sha256.lower() != summary.sha256:
+    approved = _approved_digest(form, reviewer)
+    if approved != summary.sha256:
         raise ApprovalRejected(
-            f"{reviewer} approved plan {form.plan_sha256[:12]}…, but this run's plan is {summary.sha256[:12]}…",
+            f"{reviewer} approved plan {approved.short}, but this run's plan is {summary.sha256[:12]}…",
             "approve the plan of this run (its sha256 is in the plan artifact)",
         )
     if summary.is_destructive and not form.allow_destroy:
@@ -125,7 +135,7 @@ def check_approval(
         raise ApprovalRejected(
             "auto-approval is only allowed on the sandbox", "have a person approve this plan"
         )
-    reviewer, key = _identify(form, reviewer, reviewers, flow_run_id, stage)
+    reviewer, key = _identify(form, approved, reviewer, reviewers, flow_run_id, stage)
     for earlier in previous:
         if key != UNSIGNED and earlier.key_fingerprint == key:
             raise ApprovalRejected(
@@ -158,6 +168,7 @@ def _looks_automatic(reviewer: str) -> bool:
 
 def _identify(
     form: ApprovalForm,
+    approved: PlanDigest,
     reviewer: str,
     reviewers: EnvironmentReviewers,
     flow_run_id: str,
@@ -186,13 +197,11 @@ def _identify(
             "add the entry `mirror-rollout reviewer new` printed to deployments/reviewers.yaml",
         )
     raw = decode_signature(signature)
-    message = approval_message(
-        flow_run_id, stage, form.plan_sha256, form.approve, form.allow_destroy
-    )
+    message = approval_message(flow_run_id, stage, approved, form.approve, form.allow_destroy)
     if raw is None or not verifies(registered.key, message, raw):
         raise ApprovalRejected(
             f"the signature does not verify against {registered.name}'s registered key "
-            f"{registered.fingerprint} for run {flow_run_id}, {stage}, plan {form.plan_sha256[:12]}…, "
+            f"{registered.fingerprint} for run {flow_run_id}, {stage}, plan {approved.short}, "
             f"approve={form.approve}, allow_destroy={form.allow_destroy}",
             f"sign this run's approval with your own key: mirror-rollout sign {flow_run_id} --key YOUR_KEY_FILE",
         )
