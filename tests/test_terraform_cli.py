@@ -34,20 +34,21 @@ from mirror_rollout.provisioners.terraform_binary import (
     parse_version,
     plugin_mirror,
 )
-from mirror_rollout.provisioners.terraform_cli import (
-    TerraformCli,
-    applied_addresses,
+from mirror_rollout.provisioners.terraform_cli import TerraformCli
+from mirror_rollout.provisioners.terraform_commands import (
     command_lines,
-    failed_addresses,
-    first_error_line,
-    meta_path,
-    parse_apply_timings,
-    parse_duration,
-    parse_outputs,
-    parse_state_header,
     redact_argv,
     render_backend_value,
 )
+from mirror_rollout.provisioners.terraform_output import (
+    applied_addresses,
+    failed_addresses,
+    first_error_line,
+    parse_apply_timings,
+    parse_duration,
+)
+from mirror_rollout.provisioners.terraform_plan import meta_path
+from mirror_rollout.provisioners.terraform_state import parse_outputs, parse_state_header
 from tests.tf_roots import Root, mirror_rollout
 
 FIXTURES = Path(__file__).parent / "fixtures" / "terraform"
@@ -748,7 +749,7 @@ LOCKED = (
 def test_own_lock_only_for_this_commands_operation_owner_and_time() -> None:
     from datetime import UTC, datetime
 
-    from mirror_rollout.provisioners.terraform_cli import own_lock
+    from mirror_rollout.provisioners.terraform_locks import own_lock
 
     begun = datetime(2026, 11, 29, 10, 1, 57, tzinfo=UTC)
     mine = LOCKED.format(op="OperationTypePlan", who="me@here", created="2026-11-29 10:01:58.287")
@@ -769,7 +770,7 @@ def test_a_workspace_creation_blocked_by_its_own_lock_recovers(
 
     import boto3
 
-    from mirror_rollout.provisioners.terraform_cli import lock_owner
+    from mirror_rollout.provisioners.terraform_locks import lock_owner
 
     terraform = small_root.terraform("staging")
     spec = small_root.backend
