@@ -36,7 +36,7 @@ from bench.common import (
     server_cpu_seconds,
 )
 from mirror_rollout import aws
-from mirror_rollout.provisioners import terraform_cli
+from mirror_rollout.provisioners import terraform_run
 
 COMMAND = ".venv/bin/python bench/rollout.py"
 
@@ -66,7 +66,7 @@ def main() -> None:
         with lock:
             terraform_seconds[command] += seconds
 
-    terraform_cli.COMMAND_LISTENERS.append(timed)
+    terraform_run.COMMAND_LISTENERS.append(timed)
     from console.rehearsal import task_rows
 
     cpu, server_cpu = cpu_seconds(), server_cpu_seconds(config)

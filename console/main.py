@@ -389,7 +389,8 @@ def plan_cmd(
     import time
 
     from mirror_rollout.provisioners import terraform_for
-    from mirror_rollout.provisioners.terraform_cli import TerraformFailed, json_path
+    from mirror_rollout.provisioners.terraform_plan import json_path
+    from mirror_rollout.provisioners.terraform_run import TerraformFailed
     from mirror_rollout.settings import validate_settings
     from tasks.plan.review import summary_lines
 

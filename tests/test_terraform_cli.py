@@ -34,20 +34,21 @@ from mirror_rollout.provisioners.terraform_binary import (
     parse_version,
     plugin_mirror,
 )
-from mirror_rollout.provisioners.terraform_cli import (
-    TerraformCli,
-    applied_addresses,
+from mirror_rollout.provisioners.terraform_cli import TerraformCli
+from mirror_rollout.provisioners.terraform_commands import (
     command_lines,
-    failed_addresses,
-    first_error_line,
-    meta_path,
-    parse_apply_timings,
-    parse_duration,
-    parse_outputs,
-    parse_state_header,
     redact_argv,
     render_backend_value,
 )
+from mirror_rollout.provisioners.terraform_output import (
+    applied_addresses,
+    failed_addresses,
+    first_error_line,
+    parse_apply_timings,
+    parse_duration,
+)
+from mirror_rollout.provisioners.terraform_plan import meta_path
+from mirror_rollout.provisioners.terraform_state import parse_outputs, parse_state_header
 from tests.tf_roots import Root, mirror_rollout
 
 FIXTURES = Path(__file__).parent / "fixtures" / "terraform"
@@ -71,6 +72,8 @@ def test_command_lines() -> None:
         backend_config={"bucket": "alt-state", "encrypt": True},
         lock_id="9db590f1",
     )
+    plan = ["terraform", "plan", "-input=false", "-no-color"]
+    plan += ["-var-file=staging.tfvars", "-out=/out/staging.tfplan"]
     assert lines == {
         "init": [
             "terraform",
@@ -92,23 +95,9 @@ def test_command_lines() -> None:
             "staging",
         ],
         "state pull": ["terraform", "state", "pull", "-no-color"],
-        "plan": [
-            "terraform",
-            "plan",
-            "-input=false",
-            "-no-color",
-            "-var-file=staging.tfvars",
-            "-out=/out/staging.tfplan",
-        ],
-        "re-plan": [
-            "terraform",
-            "plan",
-            "-input=false",
-            "-no-color",
-            "-detailed-exitcode",
-            "-var-file=staging.tfvars",
-            "-out=/out/staging.tfplan",
-        ],
+        "plan": plan,
+        # The same plan, with the exit code that tells whether anything would change.
+        "re-plan": [*plan[:4], "-detailed-exitcode", *plan[4:]],
         "show": ["terraform", "show", "-json", "-no-color", "/out/staging.tfplan"],
         "apply": ["terraform", "apply", "-input=false", "-no-color", "/out/staging.tfplan"],
         "output": ["terraform", "output", "-json", "-no-color"],
@@ -117,13 +106,8 @@ def test_command_lines() -> None:
         "validate": ["terraform", "validate", "-no-color"],
     }
     bare = command_lines("/usr/bin/terraform", workspace="w", var_file="v", plan_file="p")
-    assert bare["init"] == [
-        "/usr/bin/terraform",
-        "init",
-        "-input=false",
-        "-no-color",
-        "-reconfigure",
-    ]
+    # No backend config: init's own flags alone.
+    assert bare["init"] == ["/usr/bin/terraform", *lines["init"][1:5]]
 
 
 def test_backend_values_and_redaction() -> None:
@@ -674,14 +658,9 @@ def test_a_held_lock_is_reported_and_force_unlock_releases_it(
     terraform._prepare()  # init, and the workspace with its empty state
     assert terraform.state_serial() is not None
     argv = terraform.commands(tmp_path / "dying.tfplan")["plan"]
-    dying = subprocess.Popen(
-        argv,
-        cwd=terraform.workdir,
-        env=terraform.env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # Started as the provisioner starts it, in a session of its own to kill it with its provider.
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    dying = terraform.start(argv, **quiet, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while not small_root.lock_items():
@@ -748,7 +727,7 @@ LOCKED = (
 def test_own_lock_only_for_this_commands_operation_owner_and_time() -> None:
     from datetime import UTC, datetime
 
-    from mirror_rollout.provisioners.terraform_cli import own_lock
+    from mirror_rollout.provisioners.terraform_locks import own_lock
 
     begun = datetime(2026, 11, 29, 10, 1, 57, tzinfo=UTC)
     mine = LOCKED.format(op="OperationTypePlan", who="me@here", created="2026-11-29 10:01:58.287")
@@ -769,7 +748,7 @@ def test_a_workspace_creation_blocked_by_its_own_lock_recovers(
 
     import boto3
 
-    from mirror_rollout.provisioners.terraform_cli import lock_owner
+    from mirror_rollout.provisioners.terraform_locks import lock_owner
 
     terraform = small_root.terraform("staging")
     spec = small_root.backend

@@ -42,13 +42,13 @@ from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.provisioners import terraform_for
 from mirror_rollout.provisioners.base import ApplyInterrupted, StateLocked
 from mirror_rollout.provisioners.state_backend import BackendSpec
-from mirror_rollout.provisioners.terraform_cli import (
-    LOG,
+from mirror_rollout.provisioners.terraform_output import (
     applied_addresses,
     failed_addresses,
     first_error_line,
     in_flight_addresses,
 )
+from mirror_rollout.provisioners.terraform_run import LOG
 from mirror_rollout.results import Status
 from mirror_rollout.sandbox_faults import FaultProxy
 from mirror_rollout.settings import parse_settings
@@ -480,7 +480,9 @@ S3_FIRST = {
 }
 
 
-def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_what_to_adopt(
+# One scenario whose every step acts on what the one before left (a killed apply, its lock,
+# the rerun) on one sandbox: split, no part would run alone.
+def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_what_to_adopt(  # noqa: PLR0915
     sandbox, through_proxy, tmp_path
 ):
     proxy = through_proxy

@@ -25,7 +25,8 @@ import boto3
 import pytest
 
 from mirror_rollout.provisioners.base import ApplyResult, PlanResult
-from mirror_rollout.provisioners.terraform_cli import TerraformCli, TerraformFailed
+from mirror_rollout.provisioners.terraform_cli import TerraformCli
+from mirror_rollout.provisioners.terraform_run import TerraformFailed
 from tests.tf_roots import Root, mirror_rollout
 
 ACCOUNT = "123456789012"  # moto's default account (staging's sandbox account)

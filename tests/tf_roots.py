@@ -1,9 +1,13 @@
 """Small Terraform roots (tests/fixtures/roots) run by the real Terraform on the sandbox.
 
-Each fixture root is ``<name>/infra/terraform`` (a ``backend "s3"`` with its own
-key, ``staging.tfvars``) and, for each change a test makes, a directory
-``<name>/<change>/`` of files that replace those of ``infra/terraform``. Every
-name in a root (its state key, its AWS resources) starts with
+Each fixture root is ``<name>/infra/terraform`` (its ``.tf`` files,
+``staging.tfvars``) and, for each change a test makes, a directory
+``<name>/<change>/`` of files added to ``infra/terraform`` (or replacing them; an
+``*_override.tf`` changes some arguments), and of unified diffs ``<file>.patch``
+that edit one of its files. A copy gets its ``backend.tf`` written: the real
+root's ``terraform`` block (its ``backend "s3"``, with the key
+``fidelity-<name>/terraform.tfstate``) and ``provider.tf``, which all fixtures share.
+Every name in a root (its state key, its AWS resources) starts with
 ``fidelity-<name>``; a copy renames that to ``fidelity-<name>-<6 hex>``, so each
 copy has its own state and resources: no test depends on another or on the
 order they run in, even on a reused sandbox.
@@ -12,6 +16,7 @@ order they run in, even on a reused sandbox.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -21,12 +26,48 @@ from typing import Any
 
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout import sandbox as sb
+from mirror_rollout.environments import terraform_dir
 from mirror_rollout.provisioners import terraform_for
 from mirror_rollout.provisioners.state_backend import BackendSpec, read_backend
 from mirror_rollout.provisioners.terraform_cli import TerraformCli
 from tests.applied import state_document, state_serial
 
 ROOTS = Path(__file__).parent / "fixtures" / "roots"
+
+
+def fixture_backend(name: str) -> str:
+    """The ``backend.tf`` of fixture root ``name``: the real root's backend, its own state key."""
+    real = (terraform_dir(PROJECT_ROOT) / "backend.tf").read_text()
+    block = re.search(r"^terraform \{\n.*?^\}\n", real, re.MULTILINE | re.DOTALL)
+    assert block, "infra/terraform/backend.tf has no terraform block"
+    backend, keys = re.subn(
+        r'^(\s*key\s*=\s*)"[^"]*"',
+        rf'\g<1>"fidelity-{name}/terraform.tfstate"',
+        block[0],
+        flags=re.MULTILINE,
+    )
+    assert keys == 1 and 'backend "s3"' in backend, "the real backend is no longer one s3 key"
+    return backend + "\n" + (ROOTS / "provider.tf").read_text()
+
+
+def apply_patch(text: str, patch: str) -> str:
+    """``text`` edited by the unified diff ``patch`` of one file; every line it keeps or
+    removes must be there, as it says."""
+    lines, edited, at = text.splitlines(keepends=True), [], 0
+    hunks = re.finditer(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@.*\n((?:[ +-].*\n?)*)", patch, re.M)
+    for hunk in hunks:
+        start = int(hunk[1]) - 1
+        assert start >= at, "hunks out of order"
+        edited += lines[at:start]
+        at = start
+        for line in hunk[2].splitlines(keepends=True):
+            kind, body = line[0], line[1:]
+            if kind in " -":
+                assert at < len(lines) and lines[at] == body, f"line {at + 1} is not {body!r}"
+                at += 1
+            if kind in " +":
+                edited.append(body)
+    return "".join(edited + lines[at:])
 
 
 class Root:
@@ -41,7 +82,8 @@ class Root:
             source = ROOTS / name
             assert (source / "infra" / "terraform").is_dir(), f"no fixture root {name}"
             shutil.copytree(source, self.path)
-            for tf in self.path.rglob("*.tf"):
+            (self.tf_dir / "backend.tf").write_text(fixture_backend(name))
+            for tf in [*self.path.rglob("*.tf"), *self.path.rglob("*.patch")]:
                 tf.write_text(tf.read_text().replace(f"fidelity-{name}", self.token))
 
     def clone(self, base: Path) -> Root:
@@ -59,10 +101,14 @@ class Root:
         return f"{self.token}-{env}"
 
     def change(self, change: str = "next") -> None:
-        """Make a change: the files of ``<change>/`` replace those of ``infra/terraform``."""
+        """Make a change: the files of ``<change>/`` added to ``infra/terraform``, its patches applied."""
         changed = self.path / change
         assert changed.is_dir(), f"fixture root {self.name} has no {change}/"
-        shutil.copytree(changed, self.tf_dir, dirs_exist_ok=True)
+        patches = shutil.ignore_patterns("*.patch")
+        shutil.copytree(changed, self.tf_dir, ignore=patches, dirs_exist_ok=True)
+        for patch in sorted(changed.rglob("*.patch")):
+            edited = self.tf_dir / patch.relative_to(changed).with_suffix("")
+            edited.write_text(apply_patch(edited.read_text(), patch.read_text()))
 
     def terraform(self, env: str = "staging", work: Path | None = None) -> TerraformCli:
         """Terraform for ``env`` exactly as the provisioner builds it on the sandbox.

@@ -22,7 +22,8 @@ def sandbox_role_arn(environment: Environment) -> str | None:
     return f"arn:aws:iam::{account}:role/{SANDBOX_ROLE}" if account else None
 
 
-def terraform_for(
+# The two switches are keyword-only: they only tell a run's later steps from its plan.
+def terraform_for(  # noqa: PLR0913
     environment: Environment,
     backend: str,
     root: Path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,17 @@ class Change(_Doc):
         return actions[0] if len(actions) == 1 else "+".join(actions)
 
 
-class ResourceChange(_Doc):
+class _Addressed(_Doc):
+    """One resource instance by its address, as both plan sections name it."""
+
     address: str
     mode: str = "managed"
     type: str
     name: str
     index: Any = None
+
+
+class ResourceChange(_Addressed):
     provider_name: str = "registry.terraform.io/hashicorp/aws"
     change: Change
     action_reason: str | None = None
@@ -55,12 +61,7 @@ class ResourceChange(_Doc):
         return self.change.action
 
 
-class StateValuesResource(_Doc):
-    address: str
-    mode: str = "managed"
-    type: str
-    name: str
-    index: Any = None
+class StateValuesResource(_Addressed):
     provider_name: str = ""
     schema_version: int = 0
     values: dict[str, Any] = Field(default_factory=dict)
@@ -210,7 +211,7 @@ def sha256_file(path: Path) -> str:
 def summarize(
     plan: PlanDocument,
     sha256: str,
-    not_provisionable: dict[str, str] | None = None,
+    not_provisionable: Mapping[str, str] | None = None,
     expected: tuple[str, ...] = contract.EXPECTED_ADDRESSES,
 ) -> PlanSummary:
     """Pure: the review summary of a plan document."""
@@ -239,7 +240,7 @@ def summarize(
 
 
 def unchanged_summary(
-    sha256: str, state: dict[str, Any], not_provisionable: dict[str, str] | None = None
+    sha256: str, state: dict[str, Any], not_provisionable: Mapping[str, str] | None = None
 ) -> PlanSummary:
     """Pure: the summary of a re-plan Terraform reported empty (exit code 0, no ``show``).
 

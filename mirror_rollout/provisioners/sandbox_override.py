@@ -163,7 +163,7 @@ def read_root(directory: Path) -> RawRoot:
                     ignored = lifecycle.get("ignore_changes") or []
                     if isinstance(ignored, str):  # `all`
                         ignored = [ignored]
-                    repetition = (
+                    repetition: Literal["count", "for_each"] | None = (
                         "count" if "count" in body else "for_each" if "for_each" in body else None
                     )
                     resources.append(

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from mirror_rollout.errors import ConfigError
@@ -82,10 +83,10 @@ def find_terraform(binary: str | None = None) -> tuple[str, tuple[int, int, int]
     return found, version  # type: ignore[return-value]
 
 
-def plugin_mirror(env: dict[str, str] | None = None) -> Path | None:
+def plugin_mirror(env: Mapping[str, str] | None = None) -> Path | None:
     """The filesystem mirror of providers, if one exists here."""
-    env = os.environ if env is None else env
-    configured = env.get(PLUGINS_ENV, "").strip()
+    environ = os.environ if env is None else env
+    configured = environ.get(PLUGINS_ENV, "").strip()
     path = Path(configured) if configured else DEFAULT_PLUGINS
     if (path / "registry.terraform.io").is_dir():
         return path
