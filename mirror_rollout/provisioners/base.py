@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from mirror_rollout.errors import RolloutError
-from mirror_rollout.provisioners.document import PlanDocument, PlanSummary, sha256_file
+from mirror_rollout.plan_digest import PlanDigest
+from mirror_rollout.provisioners.document import PlanDocument, PlanSummary
 from mirror_rollout.provisioners.sandbox_override import SandboxGap
 
 
@@ -42,7 +42,6 @@ class PlanResult(BaseModel):
     environment: str
     workspace: str
     plan_file: str
-    sha256: str
     prior_serial: int | None = None
     prior_lineage: str | None = None
     #: ``terraform show -json`` of the plan; None only for a re-plan Terraform reported empty.
@@ -58,6 +57,11 @@ class PlanResult(BaseModel):
     exit_code: int = 0
     #: Seconds per Terraform subcommand (init, plan, show, ...).
     seconds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def sha256(self) -> PlanDigest:
+        """The plan file's digest: what reviewers approve (kept once, in the summary)."""
+        return self.summary.sha256
 
     @property
     def plan_document(self) -> PlanDocument:
@@ -78,7 +82,7 @@ class AppliedChange(BaseModel):
 
 
 class ApplyResult(BaseModel):
-    sha256: str
+    sha256: PlanDigest
     applied: list[AppliedChange] = Field(default_factory=list)
     not_provisioned: dict[str, str] = Field(default_factory=dict)
     outputs: dict[str, Any] = Field(default_factory=dict)
@@ -87,7 +91,7 @@ class ApplyResult(BaseModel):
     terraform_seconds: dict[str, float] = Field(default_factory=dict)
 
 
-def _require_hash(plan_file: Path, expected_sha256: str | None) -> str:
+def _require_hash(plan_file: Path, expected_sha256: str | None) -> PlanDigest:
     if not expected_sha256:
         raise ApplyRefused(
             "apply needs the sha256 of the reviewed plan and none was given",
@@ -97,30 +101,16 @@ def _require_hash(plan_file: Path, expected_sha256: str | None) -> str:
         raise ApplyRefused(
             f"plan file {plan_file} does not exist", "run plan again and have it reviewed"
         )
-    return expected_sha256.lower()
+    return PlanDigest(expected_sha256)
 
 
-def _check_hash(plan_file: Path, actual: str, expected: str) -> str:
+def verify_plan_file(plan_file: Path, expected_sha256: str | None) -> PlanDigest:
+    """Refuse a missing hash or a file whose bytes are not the reviewed ones."""
+    expected = _require_hash(plan_file, expected_sha256)
+    actual = PlanDigest.of_file(plan_file)
     if actual != expected:
         raise ApplyRefused(
-            f"plan file {plan_file.name} has sha256 {actual[:12]}…, the approval is for {expected[:12]}…",
+            f"plan file {plan_file.name} has sha256 {actual.short}, the approval is for {expected.short}",
             "the file changed after review: plan again and have the new plan approved",
         )
     return actual
-
-
-def verify_plan_file(plan_file: Path, expected_sha256: str | None) -> str:
-    """Refuse a missing hash or a file whose bytes are not the reviewed ones."""
-    expected = _require_hash(plan_file, expected_sha256)
-    return _check_hash(plan_file, sha256_file(plan_file), expected)
-
-
-def read_verified(plan_file: Path, expected_sha256: str | None) -> bytes:
-    """The plan file's bytes, read once and checked against the approved sha256.
-
-    Callers use these bytes, not the file, so it cannot change between check and use.
-    """
-    expected = _require_hash(plan_file, expected_sha256)
-    data = plan_file.read_bytes()
-    _check_hash(plan_file, hashlib.sha256(data).hexdigest(), expected)
-    return data

@@ -7,15 +7,14 @@ so that newer Terraform minor versions still load.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mirror_rollout import contract
+from mirror_rollout.plan_digest import PlanDigest
 
 
 class _Doc(BaseModel):
@@ -175,7 +174,7 @@ class DestructiveChange(BaseModel):
 class PlanSummary(BaseModel):
     """What a reviewer needs before approving: counts, what is destroyed, what is missing."""
 
-    sha256: str
+    sha256: PlanDigest
     counts: dict[str, int]
     by_type: dict[str, dict[str, int]]
     destructive: list[DestructiveChange]
@@ -200,17 +199,9 @@ class PlanSummary(BaseModel):
         return text
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 16), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def summarize(
     plan: PlanDocument,
-    sha256: str,
+    sha256: PlanDigest,
     not_provisionable: Mapping[str, str] | None = None,
     expected: tuple[str, ...] = contract.EXPECTED_ADDRESSES,
 ) -> PlanSummary:
@@ -240,7 +231,7 @@ def summarize(
 
 
 def unchanged_summary(
-    sha256: str, state: dict[str, Any], not_provisionable: Mapping[str, str] | None = None
+    sha256: PlanDigest, state: dict[str, Any], not_provisionable: Mapping[str, str] | None = None
 ) -> PlanSummary:
     """Pure: the summary of a re-plan Terraform reported empty (exit code 0, no ``show``).
 

@@ -26,10 +26,10 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from mirror_rollout.errors import RolloutError
+from mirror_rollout.plan_digest import PlanDigest
 from mirror_rollout.provisioners.base import PlanResult
 from mirror_rollout.provisioners.document import (
     PlanDocument,
-    sha256_file,
     summarize,
     unchanged_summary,
 )
@@ -102,7 +102,7 @@ class Planning(StateReads):
         done, pulled = self._replan(plan_file) if replan else self._plan(plan_file)
         prior = parse_state_header(pulled)
         self.prior_state = json.loads(pulled) if pulled.strip() else {}
-        sha = sha256_file(plan_file)
+        sha = PlanDigest.of_file(plan_file)
         if replan and done.returncode == 0:
             # Terraform itself says nothing would change: no document to review or list.
             document = None
@@ -121,13 +121,12 @@ class Planning(StateReads):
             meta_path(plan_file).write_text(meta.model_dump_json(indent=1) + "\n")
             summary = summarize(document, sha, excluded(self.gaps))
         kind = "re-plan" if document is None else "plan"
-        log(logging.INFO, f"{kind} {plan_file.name} ({sha[:12]}…): {summary.headline()}")
+        log(logging.INFO, f"{kind} {plan_file.name} ({sha.short}): {summary.headline()}")
         return PlanResult(
             provisioner=self.name,
             environment=self.environment,
             workspace=self.workspace,
             plan_file=str(plan_file),
-            sha256=sha,
             prior_serial=prior[0] if prior else None,
             prior_lineage=prior[1] if prior else None,
             document=document,

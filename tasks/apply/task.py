@@ -9,6 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from mirror_rollout import markdown as md
 from mirror_rollout.errors import RolloutError
+from mirror_rollout.plan_digest import PlanDigest
 from mirror_rollout.provisioners import make_provisioner
 from mirror_rollout.provisioners.base import ApplyInterrupted, ApplyResult, PlanResult
 from mirror_rollout.retries import is_transient, retry_when
@@ -38,7 +39,7 @@ def _nothing_changed_yet(exc: BaseException | None) -> bool:
     retry_delay_seconds=[10, 30],
     retry_condition_fn=retry_when(_nothing_changed_yet),
 )
-def apply(settings: RolloutSettings, plan_file: str, approved_sha256: str) -> ApplyResult:
+def apply(settings: RolloutSettings, plan_file: str, approved_sha256: PlanDigest) -> ApplyResult:
     """Terraform applies the approved plan file (its progress lines go to the run log)."""
     logger = get_run_logger()
     logger.info("Applying %s (approved sha256 %s)", Path(plan_file).name, approved_sha256)
