@@ -1,0 +1,226 @@
+"""DynamoDB tables: PITR, encryption, the Oracle's access patterns, the contract's schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mirror_rollout import contract
+from mirror_rollout.documents import as_list
+from mirror_rollout.errors import ConfigError
+from tasks.data_plane.checks import TableShape, mismatches
+from tasks.data_plane.spec import SPEC_PATH, load_data_plane
+from tasks.guardrails.base import (
+    Guardrail,
+    PlanGuardrail,
+    declared_tables,
+    first,
+    is_cmk,
+    is_true,
+    missing,
+    not_planned,
+)
+from tasks.guardrails.common import Observation, Problem, guardrail, unless
+from tasks.guardrails.view import Block, InfraView
+
+
+# -- as written -----------------------------------------------------------------------
+@guardrail
+class TablePitr(Guardrail):
+    id = "MR-001"
+    title = "Point-in-time recovery on every DynamoDB table"
+
+    def inspect(self, view):
+        for spec, table in declared_tables(view):
+            if table is None:
+                yield missing(view, spec.address)
+                continue
+            if not table.blocks("point_in_time_recovery"):
+                yield from self.observe(table, [("", "no point_in_time_recovery block")], "")
+                continue
+            raw = table.block("point_in_time_recovery").get("enabled")
+            ok, why = is_true(view.aws, raw)
+            if not ok and isinstance(raw, str) and raw.startswith("${var."):
+                # The value comes from a variable: blame the tfvars line that sets it.
+                name = raw[len("${var.") : -1]
+                yield Observation(
+                    table.address,
+                    view.aws.var_location(name),
+                    False,
+                    f"point_in_time_recovery.enabled {why}: set {name} = true for {view.env}",
+                )
+                continue
+            yield from self.observe(
+                table,
+                unless(
+                    ok,
+                    "point_in_time_recovery.enabled",
+                    f"point_in_time_recovery.enabled {why}, must be true",
+                ),
+                "PITR enabled",
+            )
+
+
+@guardrail
+class TableEncryption(Guardrail):
+    id = "MR-002"
+    title = "Every DynamoDB table encrypted with the project CMK"
+
+    def inspect(self, view):
+        for spec, table in declared_tables(view):
+            if table is None:
+                yield missing(view, spec.address)
+                continue
+            sse = table.block("server_side_encryption")
+            problems = unless(
+                is_true(view.aws, sse.get("enabled"))[0],
+                "server_side_encryption.enabled",
+                "server_side_encryption.enabled must be true",
+            ) + unless(
+                is_cmk(view.aws, sse.get("kms_key_arn")),
+                "server_side_encryption.kms_key_arn",
+                "server_side_encryption.kms_key_arn must refer to the project CMK "
+                "(aws_kms_key.<name>.arn)",
+            )
+            yield from self.observe(table, problems, "SSE with the project CMK")
+
+
+#: Where a data-plane mismatch is blamed in a table block, by its aspect. Encryption is
+#: MR-002's (same rule, one failure), so MR-009 leaves the "sse" aspect out.
+_ASPECT_ARGUMENT = {"keys": "hash_key", "index": "global_secondary_index", "ttl": "ttl"}
+
+
+def table_shape(view: InfraView, table: Block) -> TableShape:
+    """What a raw table block declares, in the data-plane contract's terms (no evaluation)."""
+    types = {a.get("name"): a.get("type") for a in table.blocks("attribute")}
+
+    def keyed(*names: Any) -> dict[str, str]:
+        return {str(n): str(types.get(n, "?")) for n in names if n}
+
+    ttl = table.block("ttl")
+    # As written: a name or projection may be absent (None), which the contract reports.
+    indexes: dict[Any, Any] = {
+        g.get("name"): (keyed(g.get("hash_key"), g.get("range_key")), g.get("projection_type"))
+        for g in table.blocks("global_secondary_index")
+    }
+    return TableShape(
+        name=table.address,
+        keys=keyed(table.get("hash_key"), table.get("range_key")),
+        indexes=indexes,
+        ttl=ttl.get("attribute_name"),
+        ttl_status=("ENABLED" if is_true(view.aws, ttl.get("enabled"))[0] else "DISABLED")
+        if ttl
+        else None,
+    )
+
+
+@guardrail
+class OracleAccessPatterns(Guardrail):
+    id = "MR-009"
+    title = "Tables serve the Oracle's access patterns (infra/data-plane.yaml)"
+
+    def inspect(self, view):
+        try:
+            plane = load_data_plane(view.root)
+        except ConfigError as exc:
+            yield Observation(str(SPEC_PATH), str(SPEC_PATH), False, exc.line())
+            return
+        specs = {s.key: s for s in contract.TABLES}
+        for short, use in plane.tables.items():
+            table = view.aws.get(specs[short].address)
+            if table is None:
+                yield missing(view, specs[short].address)
+                continue
+            shape = table_shape(view, table)
+            problems: list[Problem] = list(
+                dict.fromkeys(
+                    (_ASPECT_ARGUMENT[aspect], message)
+                    for p in plane.patterns
+                    if p.table == short
+                    for aspect, message in mismatches(p, use, shape)
+                    if aspect in _ASPECT_ARGUMENT
+                )
+            )
+            ids = ", ".join(p.id for p in plane.patterns if p.table == short)
+            yield from self.observe(table, problems, f"serves {ids}")
+
+
+# -- as planned -----------------------------------------------------------------------
+def _differs(values: dict, key: str, expected: Any) -> list[Problem]:
+    actual = values.get(key)
+    return unless(actual == expected, key, f"{key} is {actual!r}, expected {expected!r}")
+
+
+def _index_problems(spec: contract.TableSpec, values: dict) -> list[Problem]:
+    if not spec.gsi:
+        return []
+    gsis = {g.get("name"): g for g in as_list(values.get("global_secondary_index"))}
+    gsi = gsis.get(spec.gsi[0])
+    if gsi is None:
+        return [("global_secondary_index", f"index {spec.gsi[0]} is missing")]
+    shape = (gsi.get("hash_key"), gsi.get("range_key"), gsi.get("projection_type"))
+    return unless(
+        shape == (spec.gsi[1], spec.gsi[2], "ALL"),
+        "global_secondary_index",
+        f"{spec.gsi[0]} must be {spec.gsi[1]}/{spec.gsi[2]} with projection ALL",
+    )
+
+
+def schema_problems(spec: contract.TableSpec, env: str, values: dict) -> list[Problem]:
+    """How a planned table differs from the contract's name, keys, attributes, TTL, index."""
+    problems = _differs(values, "name", spec.name(env))
+    problems += unless(
+        values.get("billing_mode") == "PAY_PER_REQUEST",
+        "billing_mode",
+        "billing_mode must be PAY_PER_REQUEST",
+    )
+    problems += _differs(values, "hash_key", spec.hash_key)
+    problems += _differs(values, "range_key", spec.range_key)
+    types = {a.get("name"): a.get("type") for a in as_list(values.get("attribute"))}
+    keys = [spec.hash_key, spec.range_key, *(spec.gsi[1:] if spec.gsi else ())]
+    problems += [
+        ("attribute", f"attribute {key!r} must be declared with type S")
+        for key in filter(None, keys)
+        if types.get(key) != "S"
+    ]
+    ttl = first(values.get("ttl"))
+    problems += unless(
+        not spec.ttl_attribute
+        or (ttl.get("enabled") is True and ttl.get("attribute_name") == spec.ttl_attribute),
+        "ttl",
+        f"ttl must be enabled on {spec.ttl_attribute!r}",
+    )
+    return problems + _index_problems(spec, values)
+
+
+@guardrail
+class TableSchema(PlanGuardrail):
+    id = "MR-003"
+    title = "Table names, keys, GSI, TTL and billing as the Oracle expects"
+
+    def inspect(self, plan):
+        for spec in contract.TABLES:
+            table = plan.get(spec.address)
+            if table is None:
+                yield not_planned(plan, spec.address)
+                continue
+            problems = schema_problems(spec, plan.env, table.values)
+            yield from self.observe(table, problems, f"{spec.name(plan.env)} matches the contract")
+
+
+@guardrail
+class TableProtection(PlanGuardrail):
+    id = "MR-008"
+    title = "Every table planned with PITR on and server-side encryption on"
+
+    def inspect(self, plan):
+        for spec in contract.TABLES:
+            table = plan.get(spec.address)
+            if table is None:
+                yield not_planned(plan, spec.address)
+                continue
+            problems = [
+                (block, f"{block}.enabled is not true")
+                for block in ("point_in_time_recovery", "server_side_encryption")
+                if first(table.values.get(block)).get("enabled") is not True
+            ]
+            yield from self.observe(table, problems, "PITR on, SSE on")
