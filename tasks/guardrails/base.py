@@ -4,28 +4,44 @@ small readings their checks share."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
-from tasks.guardrails.common import Check, Observation, Problem, observations
+from mirror_rollout.results import Severity
+from tasks.guardrails.common import GUARDRAILS, Check, Inspect, Observation
 from tasks.guardrails.plan_view import Planned, PlanView
 from tasks.guardrails.view import Block, InfraView, ModuleView
 
 
-# -- over the .tf files as written ---------------------------------------------------
 class Guardrail(Check[InfraView]):
+    """A check class over the .tf files as written (most are decorated functions instead)."""
+
     reads = "infra"
 
-    @staticmethod
-    def observe(
-        block: Block, problems: Sequence[Problem], ok_message: str
-    ) -> Iterator[Observation]:
-        """One observation per (argument path, problem), blamed on that argument's line."""
-        return observations(block.address, block.location, block.at, problems, ok_message)
+
+class PlanGuardrail(Check[PlanView]):
+    """A check class over the plan JSON (most are decorated functions instead)."""
+
+    reads = "plan"
 
 
+def static_check(
+    check_id: str, title: str, severity: Severity = Severity.error
+) -> Callable[[Inspect], Inspect]:
+    """Register a function of an InfraView (the .tf files as written) as a guardrail."""
+    return GUARDRAILS.check(check_id, title, "infra", severity)
+
+
+def plan_check(
+    check_id: str, title: str, severity: Severity = Severity.error
+) -> Callable[[Inspect], Inspect]:
+    """Register a function of a PlanView (the plan JSON) as a guardrail."""
+    return GUARDRAILS.check(check_id, title, "plan", severity)
+
+
+# -- as written -----------------------------------------------------------------------
 def missing(view: InfraView, what: str) -> Observation:
     return Observation(what, view.tfvars_dir, False, f"{what} is not declared")
 
@@ -60,20 +76,12 @@ def declared_named(view: InfraView, rtype: str, key: str, suffix: str) -> Block 
     )
 
 
-def declared_tables(view: InfraView) -> Iterator[tuple[contract.TableSpec, Block | None]]:
-    for spec in contract.TABLES:
-        yield spec, view.aws.get(spec.address)
+def declared_tables(view: InfraView) -> list[tuple[str, Block | None]]:
+    """(address, block or None) of each contract table."""
+    return [(spec.address, view.aws.get(spec.address)) for spec in contract.TABLES]
 
 
-# -- over the plan JSON ---------------------------------------------------------------
-class PlanGuardrail(Check[PlanView]):
-    reads = "plan"
-
-    @staticmethod
-    def observe(resource: Planned, problems: Sequence[Problem], ok: str) -> Iterator[Observation]:
-        return observations(resource.address, resource.where(), resource.where, problems, ok)
-
-
+# -- as planned -----------------------------------------------------------------------
 def not_planned(plan: PlanView, what: str) -> Observation:
     return Observation(what, "planned_values", False, f"{what} is not in the plan")
 
@@ -92,3 +100,8 @@ def project_key(plan: PlanView) -> Planned | None:
     """The project CMK: the one planned aws_kms_key (None when there are none or several)."""
     keys = plan.of_type("aws_kms_key")
     return keys[0] if len(keys) == 1 else None
+
+
+def planned_tables(plan: PlanView) -> list[tuple[str, Planned | None]]:
+    """(address, planned resource or None) of each contract table."""
+    return [(spec.address, plan.get(spec.address)) for spec in contract.TABLES]

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 from mirror_rollout.results import CheckResult, Evidence, Severity, Status
 
 Subject = TypeVar("Subject")
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,49 @@ def observations(
         )
 
 
+class Located(Protocol):
+    """A block as written or a resource as planned: an address, where it is, where its
+    arguments are."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def location(self) -> str: ...
+
+    def at(self, path: str) -> str: ...
+
+
+def observe(
+    subject: Located, problems: Sequence[Problem], ok_message: str
+) -> Iterator[Observation]:
+    """The observations of one block or planned resource: ok, or one per problem."""
+    return observations(subject.address, subject.location, subject.at, problems, ok_message)
+
+
+def each_found(
+    found: Sequence[Item], absent: Observation, judge: Callable[[Item], Iterable[Observation]]
+) -> Iterator[Observation]:
+    """``judge`` each of ``found``; ``absent`` (a failure) when there is none."""
+    if not found:
+        yield absent
+    for item in found:
+        yield from judge(item)
+
+
+def each_expected(
+    expected: Iterable[tuple[str, Item | None]],
+    absent: Callable[[str], Observation],
+    judge: Callable[[Item], Iterable[Observation]],
+) -> Iterator[Observation]:
+    """``judge`` each expected (name, item) that is there; ``absent(name)`` for the others."""
+    for name, item in expected:
+        if item is None:
+            yield absent(name)
+        else:
+            yield from judge(item)
+
+
 class Check(Generic[Subject]):
     id: ClassVar[str]
     title: ClassVar[str]
@@ -73,14 +117,37 @@ class Check(Generic[Subject]):
         raise NotImplementedError
 
 
+Inspect = Callable[[Any], Iterable[Observation]]
+
+
 class Registry(dict[str, type[Check]]):
-    """Check classes by id; ``register`` is the class decorator."""
+    """Check classes by id; ``register`` is the class decorator, ``check`` the one for a
+    function that inspects."""
 
     def register(self, cls: type[Check]) -> type[Check]:
         if cls.id in self:
             raise ValueError(f"duplicate guardrail id {cls.id}")
         self[cls.id] = cls
         return cls
+
+    def check(
+        self, check_id: str, title: str, reads: str, severity: Severity = Severity.error
+    ) -> Callable[[Inspect], Inspect]:
+        """Register the decorated function as the check ``check_id`` (a Check of its own)."""
+
+        def register(inspect: Inspect) -> Inspect:
+            members = {
+                "id": check_id,
+                "title": title,
+                "reads": reads,
+                "severity": severity,
+                "__doc__": inspect.__doc__,
+                "inspect": lambda _self, subject: inspect(subject),
+            }
+            self.register(cast(type[Check], type(inspect.__name__, (Check,), members)))
+            return inspect
+
+        return register
 
     def reading(self, what: str) -> Registry:
         """The checks that read ``what`` ("infra" or "plan"), as a registry of their own."""
@@ -89,7 +156,6 @@ class Registry(dict[str, type[Check]]):
 
 #: Every guardrail, static and plan, by id: the family modules register into it.
 GUARDRAILS = Registry()
-guardrail = GUARDRAILS.register
 
 
 def run_checks(

@@ -41,6 +41,13 @@ class Planned:
     def where(self, key: str = "") -> str:
         return f"planned_values {self.address}" + (f".{key}" if key else "")
 
+    @property
+    def location(self) -> str:
+        return self.where()
+
+    def at(self, path: str) -> str:
+        return self.where(path)
+
 
 @dataclass
 class PlanView:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from mirror_rollout import contract
-from tasks.guardrails.base import Guardrail, is_cmk, missing
-from tasks.guardrails.common import Problem, guardrail, unless
-from tasks.guardrails.view import Block, ModuleView
+from tasks.guardrails.base import is_cmk, missing, static_check
+from tasks.guardrails.common import Observation, Problem, observe, unless
+from tasks.guardrails.view import Block, InfraView, ModuleView
 
 
 def rule_problems(aws: ModuleView, plan: Block, vaults: list[Block]) -> list[Problem]:
@@ -27,43 +29,39 @@ def rule_problems(aws: ModuleView, plan: Block, vaults: list[Block]) -> list[Pro
     return problems
 
 
-@guardrail
-class BackupCoverage(Guardrail):
-    id = "MR-062"
-    title = (
-        "AWS Backup: CMK-encrypted vault, a plan with retention, a selection of the three tables"
-    )
-
-    def inspect(self, view):
-        aws = view.aws
-        found = {
-            t: aws.of_type(t)
-            for t in ("aws_backup_vault", "aws_backup_plan", "aws_backup_selection")
-        }
-        for what, blocks in found.items():
-            if not blocks:
-                yield missing(view, what)
-        vaults = found["aws_backup_vault"]
-        for vault in vaults:
-            yield from self.observe(
-                vault,
-                unless(
-                    is_cmk(aws, vault.get("kms_key_arn")),
-                    "kms_key_arn",
-                    "kms_key_arn must refer to the project CMK",
-                ),
-                "CMK-encrypted vault",
-            )
-        for plan in found["aws_backup_plan"]:
-            rules = plan.blocks("rule")
-            yield from self.observe(
-                plan, rule_problems(aws, plan, vaults), f"{len(rules)} rule(s) with retention"
-            )
-        for selection in found["aws_backup_selection"]:
-            chosen = aws.references(selection.get("resources"))
-            lacking = [s.address for s in contract.TABLES if s.address not in chosen]
-            yield from self.observe(
-                selection,
-                [("resources", f"does not select {a}") for a in lacking],
-                "all three tables",
-            )
+@static_check(
+    "MR-062",
+    ("AWS Backup: CMK-encrypted vault, a plan with retention, a selection of the three tables"),
+)
+def backup_coverage(view: InfraView) -> Iterator[Observation]:
+    aws = view.aws
+    found = {
+        t: aws.of_type(t) for t in ("aws_backup_vault", "aws_backup_plan", "aws_backup_selection")
+    }
+    for what, blocks in found.items():
+        if not blocks:
+            yield missing(view, what)
+    vaults = found["aws_backup_vault"]
+    for vault in vaults:
+        yield from observe(
+            vault,
+            unless(
+                is_cmk(aws, vault.get("kms_key_arn")),
+                "kms_key_arn",
+                "kms_key_arn must refer to the project CMK",
+            ),
+            "CMK-encrypted vault",
+        )
+    for plan in found["aws_backup_plan"]:
+        rules = plan.blocks("rule")
+        yield from observe(
+            plan, rule_problems(aws, plan, vaults), f"{len(rules)} rule(s) with retention"
+        )
+    for selection in found["aws_backup_selection"]:
+        chosen = aws.references(selection.get("resources"))
+        lacking = [s.address for s in contract.TABLES if s.address not in chosen]
+        yield from observe(
+            selection,
+            [("resources", f"does not select {a}") for a in lacking],
+            "all three tables",
+        )

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list, dashboard_metrics
-from tasks.guardrails.base import Guardrail, PlanGuardrail, missing, named, not_planned
-from tasks.guardrails.common import Observation, guardrail
-from tasks.guardrails.plan_view import AFTER_APPLY
+from tasks.guardrails.base import missing, named, not_planned, plan_check, static_check
+from tasks.guardrails.common import Observation, each_found, observe
+from tasks.guardrails.plan_view import AFTER_APPLY, Planned, PlanView
+from tasks.guardrails.view import Block, InfraView
 
 Row = tuple[str, str, str]  # (namespace, metric, TableName or "")
 
@@ -37,75 +39,69 @@ def metric_problems(
     return problems
 
 
-@guardrail
-class DashboardWidgets(Guardrail):
-    id = "MR-030"
-    title = "Dashboard covers capacity, errors, SSM failures, circuit breaker, alarm status"
-
-    def inspect(self, view):
-        env, aws = view.env, view.aws
-        boards = aws.of_type("aws_cloudwatch_dashboard")
-        if not boards:
-            yield missing(view, "aws_cloudwatch_dashboard")
-            return
-        alarms = {a.address for a in aws.of_type("aws_cloudwatch_metric_alarm")}
-        for board in boards:
-            body = aws.resolve(board.document("dashboard_body"))
-            if not isinstance(body, dict):
-                yield from self.observe(
-                    board,
-                    [("dashboard_body", "dashboard_body must be jsonencode({ widgets = [...] })")],
-                    "",
-                )
-                continue
-            rows, alarm_widgets = dashboard_metrics(body)
-            problems = metric_problems(
-                env,
-                rows,
-                lambda t, spec: t == spec.name(env) or aws.refers_to(t, spec.address),
-                lambda spec: spec.address,
-            )
-            if not any(alarms <= aws.references(w.get("alarms")) for w in alarm_widgets):
-                problems.append("no alarm-status widget listing every aws_cloudwatch_metric_alarm")
-            yield from self.observe(
-                board,
-                [("dashboard_body", p) for p in problems],
-                f"{len(rows)} metric rows, {len(alarm_widgets)} alarm widget(s)",
-            )
+def _widgets(view: InfraView, board: Block) -> Iterator[Observation]:
+    env, aws = view.env, view.aws
+    body = aws.resolve(board.document("dashboard_body"))
+    if not isinstance(body, dict):
+        problem = "dashboard_body must be jsonencode({ widgets = [...] })"
+        return observe(board, [("dashboard_body", problem)], "")
+    rows, alarm_widgets = dashboard_metrics(body)
+    problems = metric_problems(
+        env,
+        rows,
+        lambda t, spec: t == spec.name(env) or aws.refers_to(t, spec.address),
+        lambda spec: spec.address,
+    )
+    alarms = {a.address for a in aws.of_type("aws_cloudwatch_metric_alarm")}
+    if not any(alarms <= aws.references(w.get("alarms")) for w in alarm_widgets):
+        problems.append("no alarm-status widget listing every aws_cloudwatch_metric_alarm")
+    return observe(
+        board,
+        [("dashboard_body", p) for p in problems],
+        f"{len(rows)} metric rows, {len(alarm_widgets)} alarm widget(s)",
+    )
 
 
-@guardrail
-class Dashboard(PlanGuardrail):
-    id = "MR-031"
-    title = "Dashboard mirror-dissonance-{env} planned (its widgets too when the plan knows them)"
+@static_check(
+    "MR-030", "Dashboard covers capacity, errors, SSM failures, circuit breaker, alarm status"
+)
+def dashboard_widgets(view: InfraView) -> Iterator[Observation]:
+    boards = view.aws.of_type("aws_cloudwatch_dashboard")
+    return each_found(boards, missing(view, "aws_cloudwatch_dashboard"), partial(_widgets, view))
 
-    def inspect(self, plan):
-        env = plan.env
-        expected = f"{contract.PREFIX}-{env}"
-        board = named(plan, "aws_cloudwatch_dashboard", "dashboard_name", expected)
-        if board is None:
-            yield not_planned(plan, f"aws_cloudwatch_dashboard {expected}")
-            return
-        yield from self.observe(board, [], f"named {expected}")
-        if not board.known("dashboard_body"):
-            yield Observation(
-                board.address,
-                board.where("dashboard_body"),
-                None,
-                f"dashboard_body is {AFTER_APPLY} (it lists the alarms' ARNs): MR-030 read its "
-                "widgets as written, the dashboard check reads the live one",
-            )
-            return
-        try:
-            body = json.loads(board.values["dashboard_body"])
-        except (TypeError, ValueError):
-            body = None
-        rows, alarm_widgets = dashboard_metrics(body if isinstance(body, dict) else {})
-        problems = metric_problems(
-            env, rows, lambda t, spec: t == spec.name(env), lambda spec: spec.name(env)
+
+def _planned_widgets(plan: PlanView, board: Planned) -> Iterator[Observation]:
+    env = plan.env
+    if not board.known("dashboard_body"):
+        yield Observation(
+            board.address,
+            board.where("dashboard_body"),
+            None,
+            f"dashboard_body is {AFTER_APPLY} (it lists the alarms' ARNs): MR-030 read its "
+            "widgets as written, the dashboard check reads the live one",
         )
-        if not any(len(as_list(w.get("alarms"))) >= len(contract.ALARMS) for w in alarm_widgets):
-            problems.append("no alarm-status widget listing the 8 alarms")
-        yield from self.observe(
-            board, [("dashboard_body", p) for p in problems], f"{len(rows)} metric rows"
-        )
+        return
+    try:
+        body = json.loads(board.values["dashboard_body"])
+    except (TypeError, ValueError):
+        body = None
+    rows, alarm_widgets = dashboard_metrics(body if isinstance(body, dict) else {})
+    problems = metric_problems(
+        env, rows, lambda t, spec: t == spec.name(env), lambda spec: spec.name(env)
+    )
+    if not any(len(as_list(w.get("alarms"))) >= len(contract.ALARMS) for w in alarm_widgets):
+        problems.append("no alarm-status widget listing the 8 alarms")
+    yield from observe(board, [("dashboard_body", p) for p in problems], f"{len(rows)} metric rows")
+
+
+@plan_check(
+    "MR-031", "Dashboard mirror-dissonance-{env} planned (its widgets too when the plan knows them)"
+)
+def dashboard(plan: PlanView) -> Iterator[Observation]:
+    expected = f"{contract.PREFIX}-{plan.env}"
+    board = named(plan, "aws_cloudwatch_dashboard", "dashboard_name", expected)
+    if board is None:
+        yield not_planned(plan, f"aws_cloudwatch_dashboard {expected}")
+        return
+    yield from observe(board, [], f"named {expected}")
+    yield from _planned_widgets(plan, board)

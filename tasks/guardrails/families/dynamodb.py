@@ -2,86 +2,79 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
 from mirror_rollout.errors import ConfigError
 from tasks.data_plane.checks import TableShape, mismatches
-from tasks.data_plane.spec import SPEC_PATH, load_data_plane
+from tasks.data_plane.spec import SPEC_PATH, DataPlane, load_data_plane
 from tasks.guardrails.base import (
-    Guardrail,
-    PlanGuardrail,
     declared_tables,
     first,
     is_cmk,
     is_true,
     missing,
     not_planned,
+    plan_check,
+    planned_tables,
+    static_check,
 )
-from tasks.guardrails.common import Observation, Problem, guardrail, unless
+from tasks.guardrails.common import Observation, Problem, each_expected, observe, unless
+from tasks.guardrails.plan_view import Planned, PlanView
 from tasks.guardrails.view import Block, InfraView
 
-
 # -- as written -----------------------------------------------------------------------
-@guardrail
-class TablePitr(Guardrail):
-    id = "MR-001"
-    title = "Point-in-time recovery on every DynamoDB table"
-
-    def inspect(self, view):
-        for spec, table in declared_tables(view):
-            if table is None:
-                yield missing(view, spec.address)
-                continue
-            if not table.blocks("point_in_time_recovery"):
-                yield from self.observe(table, [("", "no point_in_time_recovery block")], "")
-                continue
-            raw = table.block("point_in_time_recovery").get("enabled")
-            ok, why = is_true(view.aws, raw)
-            if not ok and isinstance(raw, str) and raw.startswith("${var."):
-                # The value comes from a variable: blame the tfvars line that sets it.
-                name = raw[len("${var.") : -1]
-                yield Observation(
-                    table.address,
-                    view.aws.var_location(name),
-                    False,
-                    f"point_in_time_recovery.enabled {why}: set {name} = true for {view.env}",
-                )
-                continue
-            yield from self.observe(
-                table,
-                unless(
-                    ok,
-                    "point_in_time_recovery.enabled",
-                    f"point_in_time_recovery.enabled {why}, must be true",
-                ),
-                "PITR enabled",
-            )
+#: The contract's tables by Terraform address.
+SPECS = {spec.address: spec for spec in contract.TABLES}
 
 
-@guardrail
-class TableEncryption(Guardrail):
-    id = "MR-002"
-    title = "Every DynamoDB table encrypted with the project CMK"
+def _pitr(view: InfraView, table: Block) -> Iterator[Observation]:
+    if not table.blocks("point_in_time_recovery"):
+        return observe(table, [("", "no point_in_time_recovery block")], "")
+    raw = table.block("point_in_time_recovery").get("enabled")
+    ok, why = is_true(view.aws, raw)
+    if not ok and isinstance(raw, str) and raw.startswith("${var."):
+        # The value comes from a variable: blame the tfvars line that sets it.
+        name = raw[len("${var.") : -1]
+        message = f"point_in_time_recovery.enabled {why}: set {name} = true for {view.env}"
+        return iter([Observation(table.address, view.aws.var_location(name), False, message)])
+    problems = unless(
+        ok,
+        "point_in_time_recovery.enabled",
+        f"point_in_time_recovery.enabled {why}, must be true",
+    )
+    return observe(table, problems, "PITR enabled")
 
-    def inspect(self, view):
-        for spec, table in declared_tables(view):
-            if table is None:
-                yield missing(view, spec.address)
-                continue
-            sse = table.block("server_side_encryption")
-            problems = unless(
-                is_true(view.aws, sse.get("enabled"))[0],
-                "server_side_encryption.enabled",
-                "server_side_encryption.enabled must be true",
-            ) + unless(
-                is_cmk(view.aws, sse.get("kms_key_arn")),
-                "server_side_encryption.kms_key_arn",
-                "server_side_encryption.kms_key_arn must refer to the project CMK "
-                "(aws_kms_key.<name>.arn)",
-            )
-            yield from self.observe(table, problems, "SSE with the project CMK")
+
+@static_check("MR-001", "Point-in-time recovery on every DynamoDB table")
+def table_pitr(view: InfraView) -> Iterator[Observation]:
+    return each_expected(
+        declared_tables(view), partial(missing, view), lambda table: _pitr(view, table)
+    )
+
+
+def _encryption(view: InfraView, table: Block) -> Iterator[Observation]:
+    sse = table.block("server_side_encryption")
+    problems = unless(
+        is_true(view.aws, sse.get("enabled"))[0],
+        "server_side_encryption.enabled",
+        "server_side_encryption.enabled must be true",
+    ) + unless(
+        is_cmk(view.aws, sse.get("kms_key_arn")),
+        "server_side_encryption.kms_key_arn",
+        "server_side_encryption.kms_key_arn must refer to the project CMK (aws_kms_key.<name>.arn)",
+    )
+    return observe(table, problems, "SSE with the project CMK")
+
+
+@static_check("MR-002", "Every DynamoDB table encrypted with the project CMK")
+def table_encryption(view: InfraView) -> Iterator[Observation]:
+    return each_expected(
+        declared_tables(view), partial(missing, view), lambda table: _encryption(view, table)
+    )
 
 
 #: Where a data-plane mismatch is blamed in a table block, by its aspect. Encryption is
@@ -113,35 +106,36 @@ def table_shape(view: InfraView, table: Block) -> TableShape:
     )
 
 
-@guardrail
-class OracleAccessPatterns(Guardrail):
-    id = "MR-009"
-    title = "Tables serve the Oracle's access patterns (infra/data-plane.yaml)"
+def _serves(view: InfraView, plane: DataPlane, table: Block) -> Iterator[Observation]:
+    short = SPECS[table.address].key
+    use = plane.tables[short]
+    shape = table_shape(view, table)
+    problems: list[Problem] = list(
+        dict.fromkeys(
+            (_ASPECT_ARGUMENT[aspect], message)
+            for p in plane.patterns
+            if p.table == short
+            for aspect, message in mismatches(p, use, shape)
+            if aspect in _ASPECT_ARGUMENT
+        )
+    )
+    ids = ", ".join(p.id for p in plane.patterns if p.table == short)
+    return observe(table, problems, f"serves {ids}")
 
-    def inspect(self, view):
-        try:
-            plane = load_data_plane(view.root)
-        except ConfigError as exc:
-            yield Observation(str(SPEC_PATH), str(SPEC_PATH), False, exc.line())
-            return
-        specs = {s.key: s for s in contract.TABLES}
-        for short, use in plane.tables.items():
-            table = view.aws.get(specs[short].address)
-            if table is None:
-                yield missing(view, specs[short].address)
-                continue
-            shape = table_shape(view, table)
-            problems: list[Problem] = list(
-                dict.fromkeys(
-                    (_ASPECT_ARGUMENT[aspect], message)
-                    for p in plane.patterns
-                    if p.table == short
-                    for aspect, message in mismatches(p, use, shape)
-                    if aspect in _ASPECT_ARGUMENT
-                )
-            )
-            ids = ", ".join(p.id for p in plane.patterns if p.table == short)
-            yield from self.observe(table, problems, f"serves {ids}")
+
+@static_check("MR-009", "Tables serve the Oracle's access patterns (infra/data-plane.yaml)")
+def oracle_access_patterns(view: InfraView) -> Iterator[Observation]:
+    try:
+        plane = load_data_plane(view.root)
+    except ConfigError as exc:
+        return iter([Observation(str(SPEC_PATH), str(SPEC_PATH), False, exc.line())])
+    specs = {s.key: s for s in contract.TABLES}
+    addresses = [specs[short].address for short in plane.tables]
+    return each_expected(
+        [(a, view.aws.get(a)) for a in addresses],
+        partial(missing, view),
+        lambda table: _serves(view, plane, table),
+    )
 
 
 # -- as planned -----------------------------------------------------------------------
@@ -192,35 +186,25 @@ def schema_problems(spec: contract.TableSpec, env: str, values: dict) -> list[Pr
     return problems + _index_problems(spec, values)
 
 
-@guardrail
-class TableSchema(PlanGuardrail):
-    id = "MR-003"
-    title = "Table names, keys, GSI, TTL and billing as the Oracle expects"
+@plan_check("MR-003", "Table names, keys, GSI, TTL and billing as the Oracle expects")
+def table_schema(plan: PlanView) -> Iterator[Observation]:
+    def judge(table: Planned) -> Iterator[Observation]:
+        spec = SPECS[table.address]
+        problems = schema_problems(spec, plan.env, table.values)
+        return observe(table, problems, f"{spec.name(plan.env)} matches the contract")
 
-    def inspect(self, plan):
-        for spec in contract.TABLES:
-            table = plan.get(spec.address)
-            if table is None:
-                yield not_planned(plan, spec.address)
-                continue
-            problems = schema_problems(spec, plan.env, table.values)
-            yield from self.observe(table, problems, f"{spec.name(plan.env)} matches the contract")
+    return each_expected(planned_tables(plan), partial(not_planned, plan), judge)
 
 
-@guardrail
-class TableProtection(PlanGuardrail):
-    id = "MR-008"
-    title = "Every table planned with PITR on and server-side encryption on"
+def _protection(table: Planned) -> Iterator[Observation]:
+    problems: list[Problem] = [
+        (block, f"{block}.enabled is not true")
+        for block in ("point_in_time_recovery", "server_side_encryption")
+        if first(table.values.get(block)).get("enabled") is not True
+    ]
+    return observe(table, problems, "PITR on, SSE on")
 
-    def inspect(self, plan):
-        for spec in contract.TABLES:
-            table = plan.get(spec.address)
-            if table is None:
-                yield not_planned(plan, spec.address)
-                continue
-            problems = [
-                (block, f"{block}.enabled is not true")
-                for block in ("point_in_time_recovery", "server_side_encryption")
-                if first(table.values.get(block)).get("enabled") is not True
-            ]
-            yield from self.observe(table, problems, "PITR on, SSE on")
+
+@plan_check("MR-008", "Every table planned with PITR on and server-side encryption on")
+def table_protection(plan: PlanView) -> Iterator[Observation]:
+    return each_expected(planned_tables(plan), partial(not_planned, plan), _protection)

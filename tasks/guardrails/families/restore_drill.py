@@ -3,16 +3,19 @@ no table but the drill's own copies."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
-from tasks.guardrails.base import Guardrail, PlanGuardrail, missing, not_planned
-from tasks.guardrails.common import Observation, guardrail
+from tasks.guardrails.base import missing, not_planned, plan_check, static_check
+from tasks.guardrails.common import Observation, each_found, observe
 from tasks.guardrails.families.nonce import IDENTITY_POLICY_TYPES
-from tasks.guardrails.plan_view import AFTER_APPLY, planned_document
+from tasks.guardrails.plan_view import AFTER_APPLY, Planned, PlanView, planned_document
 from tasks.guardrails.policies import actions_of, allows, glob_match
+from tasks.guardrails.view import InfraView
 
 #: What the drill may do to its own copies: describe, scan, delete, and the item writes
 #: DynamoDB needs on a restore's target table. Nothing else, and nothing on other tables.
@@ -34,6 +37,7 @@ DRILL_COPY_NEEDS = ("dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:DeleteT
 RESTORE = "dynamodb:RestoreTableToPointInTime"
 DELETE_TABLE = "dynamodb:DeleteTable"
 DEPLOY_ROLE = "aws_iam_role.github_deploy"
+DEPLOY_POLICY = f"aws_iam_role_policy of {DEPLOY_ROLE}"
 
 
 def _table_of(environment: str, resource: str) -> str:
@@ -141,62 +145,59 @@ def drill_grant_problems(env: str, document: Any, require: bool = True) -> list[
     return grants.problems + (grants.lacking() if require else [])
 
 
-@guardrail
-class RestoreDrillGrants(Guardrail):
-    id = "MR-057"
-    title = (
-        "Deploy role: restores from the three tables only; describes, reads and deletes only "
-        "restore-drill copies"
+def _drill_grants(env: str, policy: Any, document: Any) -> Iterator[Observation]:
+    problems = [("policy", p) for p in drill_grant_problems(env, document)]
+    return observe(policy, problems, "restore drill scoped to its copies")
+
+
+@static_check(
+    "MR-057",
+    "Deploy role: restores from the three tables only; describes, reads and deletes only "
+    "restore-drill copies",
+)
+def restore_drill_grants(view: InfraView) -> Iterator[Observation]:
+    policies = [
+        p
+        for t in IDENTITY_POLICY_TYPES
+        for p in view.aws.of_type(t)
+        if view.aws.refers_to(p.get("role"), DEPLOY_ROLE)
+    ]
+    return each_found(
+        policies,
+        missing(view, DEPLOY_POLICY),
+        lambda p: _drill_grants(view.env, p, view.aws.resolve(p.document("policy"))),
     )
 
-    def inspect(self, view):
-        policies = [
-            p
-            for t in IDENTITY_POLICY_TYPES
-            for p in view.aws.of_type(t)
-            if view.aws.refers_to(p.get("role"), DEPLOY_ROLE)
-        ]
-        if not policies:
-            yield missing(view, f"aws_iam_role_policy of {DEPLOY_ROLE}")
-        for policy in policies:
-            document = view.aws.resolve(policy.document("policy"))
-            problems = [("policy", p) for p in drill_grant_problems(view.env, document)]
-            yield from self.observe(policy, problems, "restore drill scoped to its copies")
+
+def _planned_drill_grants(env: str, policy: Planned) -> Iterator[Observation]:
+    document, why = planned_document(policy, "policy")
+    if why:
+        after_apply = why.endswith(AFTER_APPLY)
+        note = f"{why} (it names the tables' ARNs); MR-057 read it as written"
+        yield Observation(
+            policy.address,
+            policy.where("policy"),
+            None if after_apply else False,
+            note if after_apply else why,
+        )
+        return
+    # What the drill lacks is MR-057's; evaluated values must never grant more.
+    problems = [("policy", p) for p in drill_grant_problems(env, document, require=False)]
+    yield from observe(policy, problems, "restore drill scoped to its copies")
 
 
-@guardrail
-class PlannedRestoreDrillGrants(PlanGuardrail):
-    id = "MR-058"
-    title = (
-        "Deploy role as planned: restores from no other table than the three, deletes no table "
-        "but restore-drill copies"
+@plan_check(
+    "MR-058",
+    "Deploy role as planned: restores from no other table than the three, deletes no table "
+    "but restore-drill copies",
+)
+def planned_restore_drill_grants(plan: PlanView) -> Iterator[Observation]:
+    role = plan.get(DEPLOY_ROLE)
+    policies = [
+        r
+        for r in plan.resources
+        if r.type in IDENTITY_POLICY_TYPES and role is not None and plan.refers_to(r, "role", role)
+    ]
+    return each_found(
+        policies, not_planned(plan, DEPLOY_POLICY), partial(_planned_drill_grants, plan.env)
     )
-
-    def inspect(self, plan):
-        role = plan.get(DEPLOY_ROLE)
-        policies = [
-            r
-            for r in plan.resources
-            if r.type in IDENTITY_POLICY_TYPES
-            and role is not None
-            and plan.refers_to(r, "role", role)
-        ]
-        if not policies:
-            yield not_planned(plan, f"aws_iam_role_policy of {DEPLOY_ROLE}")
-        for policy in policies:
-            document, why = planned_document(policy, "policy")
-            if why:
-                after_apply = why.endswith(AFTER_APPLY)
-                note = f"{why} (it names the tables' ARNs); MR-057 read it as written"
-                yield Observation(
-                    policy.address,
-                    policy.where("policy"),
-                    None if after_apply else False,
-                    note if after_apply else why,
-                )
-                continue
-            # What the drill lacks is MR-057's; evaluated values must never grant more.
-            problems = [
-                ("policy", p) for p in drill_grant_problems(plan.env, document, require=False)
-            ]
-            yield from self.observe(policy, problems, "restore drill scoped to its copies")

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Iterator
 
 from mirror_rollout import contract
+from mirror_rollout.documents import as_list
 from tasks.guardrails.base import (
-    Guardrail,
-    PlanGuardrail,
     declared_named,
     first,
     is_cmk,
     missing,
     named,
     not_planned,
+    plan_check,
+    static_check,
 )
-from tasks.guardrails.common import At, Problem, guardrail, unless
+from tasks.guardrails.common import (
+    At,
+    Observation,
+    Problem,
+    each_expected,
+    each_found,
+    observe,
+    unless,
+)
 from tasks.guardrails.plan_view import Planned, PlanView
 from tasks.guardrails.view import Block, InfraView
 
@@ -27,6 +35,8 @@ PUBLIC_ACCESS_FLAGS = (
     "restrict_public_buckets",
 )
 _SSE_DEFAULT = "rule.apply_server_side_encryption_by_default"
+#: One aspect of a bucket as written: its problems, from the bucket's companions.
+Aspect = Callable[[InfraView, Block], list[Problem]]
 
 
 def declared_bucket(view: InfraView, suffix: str) -> Block | None:
@@ -95,38 +105,26 @@ def private_bucket_problems(view: InfraView, bucket: Block) -> list[Problem]:
     )
 
 
-class BaselinesBucketCheck(Guardrail):
-    """One aspect of the baselines bucket, from its companions as written."""
+def baselines_check(check_id: str, title: str, aspect: Aspect) -> None:
+    """Register the check of one aspect of the baselines bucket, from its companions."""
 
-    aspect: ClassVar[Callable[[InfraView, Block], list[Problem]]]
-
-    def inspect(self, view):
+    def inspect(view: InfraView) -> Iterator[Observation]:
         bucket = declared_bucket(view, "baselines")
-        if bucket is None:
-            yield missing(view, f"aws_s3_bucket {contract.name(view.env, 'baselines')}")
-            return
-        yield from self.observe(bucket, type(self).aspect(view, bucket), self.title)
+        return each_found(
+            as_list(bucket),
+            missing(view, f"aws_s3_bucket {contract.name(view.env, 'baselines')}"),
+            lambda b: observe(b, aspect(view, b), title),
+        )
+
+    inspect.__name__ = aspect.__name__.removesuffix("_problems")
+    static_check(check_id, title)(inspect)
 
 
-@guardrail
-class BaselinesVersioning(BaselinesBucketCheck):
-    id = "MR-040"
-    title = "Baselines bucket versioned"
-    aspect = versioning_problems
-
-
-@guardrail
-class BaselinesEncryption(BaselinesBucketCheck):
-    id = "MR-041"
-    title = "Baselines bucket SSE-KMS with the project CMK"
-    aspect = encryption_problems
-
-
-@guardrail
-class BaselinesPublicAccess(BaselinesBucketCheck):
-    id = "MR-042"
-    title = "Baselines bucket blocks all four kinds of public access"
-    aspect = public_access_problems
+baselines_check("MR-040", "Baselines bucket versioned", versioning_problems)
+baselines_check("MR-041", "Baselines bucket SSE-KMS with the project CMK", encryption_problems)
+baselines_check(
+    "MR-042", "Baselines bucket blocks all four kinds of public access", public_access_problems
+)
 
 
 # -- as planned -------------------------------------------------------------------------
@@ -165,16 +163,14 @@ def bucket_problems(plan: PlanView, bucket: Planned) -> list[Problem]:
     ]
 
 
-@guardrail
-class Buckets(PlanGuardrail):
-    id = "MR-044"
-    title = "Buckets mirror-dissonance-{env}-baselines and -audit-logs: versioned, SSE-KMS, private"
-
-    def inspect(self, plan):
-        for suffix in ("baselines", "audit-logs"):
-            expected = contract.name(plan.env, suffix)
-            bucket = named(plan, "aws_s3_bucket", "bucket", expected)
-            if bucket is None:
-                yield not_planned(plan, f"aws_s3_bucket {expected}")
-                continue
-            yield from self.observe(bucket, bucket_problems(plan, bucket), expected)
+@plan_check(
+    "MR-044",
+    "Buckets mirror-dissonance-{env}-baselines and -audit-logs: versioned, SSE-KMS, private",
+)
+def buckets(plan: PlanView) -> Iterator[Observation]:
+    expected = [contract.name(plan.env, suffix) for suffix in ("baselines", "audit-logs")]
+    return each_expected(
+        [(name, named(plan, "aws_s3_bucket", "bucket", name)) for name in expected],
+        lambda name: not_planned(plan, f"aws_s3_bucket {name}"),
+        lambda bucket: observe(bucket, bucket_problems(plan, bucket), bucket.values["bucket"]),
+    )
