@@ -10,7 +10,7 @@ from typing import Any
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
 from mirror_rollout.results import Severity
-from tasks.guardrails.common import GUARDRAILS, Check, Inspect, Observation
+from tasks.guardrails.common import GUARDRAILS, Check, Inspect, Observation, Problem, unless
 from tasks.guardrails.plan_view import Planned, PlanView
 from tasks.guardrails.view import Block, InfraView, ModuleView
 
@@ -51,6 +51,13 @@ def is_cmk(module: ModuleView, value: Any, key_types=("aws_kms_key", "aws_kms_al
     if isinstance(value, str) and value.startswith("arn:") and ":kms:" in value:
         return True
     return any(a.split(".")[0] in key_types for a in module.references(value))
+
+
+def cmk_problems(module: ModuleView, block: Block, argument: str) -> list[Problem]:
+    """The block's ``argument`` must name the project CMK."""
+    return unless(
+        is_cmk(module, block.get(argument)), argument, f"{argument} must refer to the project CMK"
+    )
 
 
 def is_true(module: ModuleView, value: Any) -> tuple[bool, str]:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
 from tasks.guardrails.base import (
+    cmk_problems,
     declared_named,
-    is_cmk,
     missing,
     named,
     not_planned,
@@ -48,11 +48,7 @@ def alarm_actions(view: InfraView) -> Iterator[Observation]:
 
 
 def _topic_encryption(view: InfraView, topic: Block) -> Iterator[Observation]:
-    problems = unless(
-        is_cmk(view.aws, topic.get("kms_master_key_id")),
-        "kms_master_key_id",
-        "kms_master_key_id must refer to the project CMK",
-    )
+    problems = cmk_problems(view.aws, topic, "kms_master_key_id")
     return observe(topic, problems, "encrypted with the CMK")
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
-from tasks.guardrails.base import is_cmk, missing, static_check
+from tasks.guardrails.base import cmk_problems, missing, static_check
 from tasks.guardrails.common import Observation, each_found, observe, unless
 from tasks.guardrails.families.s3 import declared_bucket, private_bucket_problems
 from tasks.guardrails.view import Block, InfraView
@@ -14,11 +14,7 @@ from tasks.guardrails.view import Block, InfraView
 
 def _trail(view: InfraView, bucket: Block | None, trail: Block) -> Iterator[Observation]:
     aws = view.aws
-    problems = unless(
-        is_cmk(aws, trail.get("kms_key_id")),
-        "kms_key_id",
-        "kms_key_id must refer to the project CMK",
-    ) + unless(
+    problems = cmk_problems(aws, trail, "kms_key_id") + unless(
         trail.get("enable_log_file_validation") is True,
         "enable_log_file_validation",
         "enable_log_file_validation must be true",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from mirror_rollout import contract
-from tasks.guardrails.base import is_cmk, missing, static_check
+from tasks.guardrails.base import cmk_problems, missing, static_check
 from tasks.guardrails.common import Observation, Problem, observe, unless
 from tasks.guardrails.view import Block, InfraView, ModuleView
 
@@ -43,15 +43,7 @@ def backup_coverage(view: InfraView) -> Iterator[Observation]:
             yield missing(view, what)
     vaults = found["aws_backup_vault"]
     for vault in vaults:
-        yield from observe(
-            vault,
-            unless(
-                is_cmk(aws, vault.get("kms_key_arn")),
-                "kms_key_arn",
-                "kms_key_arn must refer to the project CMK",
-            ),
-            "CMK-encrypted vault",
-        )
+        yield from observe(vault, cmk_problems(aws, vault, "kms_key_arn"), "CMK-encrypted vault")
     for plan in found["aws_backup_plan"]:
         rules = plan.blocks("rule")
         yield from observe(
