@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from mirror_rollout import contract
+from mirror_rollout.documents import as_list, dashboard_metrics
 from mirror_rollout.results import CheckResult, Evidence, Status
-from tasks.guardrails.checks import as_list, dashboard_metrics
 
 DASH_EXISTS = "DASH-001"
 DASH_CAPACITY = "DASH-002"

@@ -12,15 +12,14 @@ passes on absent evidence.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
-from mirror_rollout import contract
 from mirror_rollout.results import CheckResult, Evidence, Severity, Status
 
 Subject = TypeVar("Subject")
+Item = TypeVar("Item")
 
 
 @dataclass(frozen=True)
@@ -31,23 +30,132 @@ class Observation:
     message: str
 
 
+@dataclass(frozen=True)
+class At:
+    """A problem's file:line when it is not an argument of the observed block (a companion's)."""
+
+    location: str
+
+
+#: (argument path in the observed block or resource, or At(file:line); message)
+Problem = tuple[str | At, str]
+
+
+def unless(ok: bool, where: str | At, message: str) -> list[Problem]:
+    """No problem when ``ok``, else the one ``message`` blamed on ``where``."""
+    return [] if ok else [(where, message)]
+
+
+def observations(
+    subject: str,
+    location: str,
+    at: Callable[[str], str],
+    problems: Sequence[Problem],
+    ok_message: str,
+) -> Iterator[Observation]:
+    """One observation per (argument path, problem), blamed on that argument's location
+    (``at``); one ok observation at ``location`` when there is no problem."""
+    if not problems:
+        yield Observation(subject, location, True, ok_message)
+    for where, problem in problems:
+        yield Observation(
+            subject, where.location if isinstance(where, At) else at(where), False, problem
+        )
+
+
+class Located(Protocol):
+    """A block as written or a resource as planned: an address, where it is, where its
+    arguments are."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def location(self) -> str: ...
+
+    def at(self, path: str) -> str: ...
+
+
+def observe(
+    subject: Located, problems: Sequence[Problem], ok_message: str
+) -> Iterator[Observation]:
+    """The observations of one block or planned resource: ok, or one per problem."""
+    return observations(subject.address, subject.location, subject.at, problems, ok_message)
+
+
+def each_found(
+    found: Sequence[Item], absent: Observation, judge: Callable[[Item], Iterable[Observation]]
+) -> Iterator[Observation]:
+    """``judge`` each of ``found``; ``absent`` (a failure) when there is none."""
+    if not found:
+        yield absent
+    for item in found:
+        yield from judge(item)
+
+
+def each_expected(
+    expected: Iterable[tuple[str, Item | None]],
+    absent: Callable[[str], Observation],
+    judge: Callable[[Item], Iterable[Observation]],
+) -> Iterator[Observation]:
+    """``judge`` each expected (name, item) that is there; ``absent(name)`` for the others."""
+    for name, item in expected:
+        if item is None:
+            yield absent(name)
+        else:
+            yield from judge(item)
+
+
 class Check(Generic[Subject]):
     id: ClassVar[str]
     title: ClassVar[str]
     severity: ClassVar[Severity] = Severity.error
+    #: What the check reads: "infra" (the .tf files as written) or "plan" (the plan JSON).
+    reads: ClassVar[str]
 
     def inspect(self, subject: Subject) -> Iterable[Observation]:
         raise NotImplementedError
 
 
+Inspect = Callable[[Any], Iterable[Observation]]
+
+
 class Registry(dict[str, type[Check]]):
-    """Check classes by id; ``register`` is the class decorator."""
+    """Check classes by id; ``register`` is the class decorator, ``check`` the one for a
+    function that inspects."""
 
     def register(self, cls: type[Check]) -> type[Check]:
         if cls.id in self:
             raise ValueError(f"duplicate guardrail id {cls.id}")
         self[cls.id] = cls
         return cls
+
+    def check(
+        self, check_id: str, title: str, reads: str, severity: Severity = Severity.error
+    ) -> Callable[[Inspect], Inspect]:
+        """Register the decorated function as the check ``check_id`` (a Check of its own)."""
+
+        def register(inspect: Inspect) -> Inspect:
+            members = {
+                "id": check_id,
+                "title": title,
+                "reads": reads,
+                "severity": severity,
+                "__doc__": inspect.__doc__,
+                "inspect": lambda _self, subject: inspect(subject),
+            }
+            self.register(cast(type[Check], type(inspect.__name__, (Check,), members)))
+            return inspect
+
+        return register
+
+    def reading(self, what: str) -> Registry:
+        """The checks that read ``what`` ("infra" or "plan"), as a registry of their own."""
+        return Registry({i: cls for i, cls in self.items() if cls.reads == what})
+
+
+#: Every guardrail, static and plan, by id: the family modules register into it.
+GUARDRAILS = Registry()
 
 
 def run_checks(
@@ -119,281 +227,3 @@ def _counted(messages: list[str]) -> list[str]:
     for message in messages:
         counts[message] = counts.get(message, 0) + 1
     return [m if n == 1 else f"{m} (x{n})" for m, n in counts.items()]
-
-
-# -- small value helpers ---------------------------------------------------------------
-def as_list(value: Any) -> list:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def strings(value: Any) -> Iterable[str]:
-    """Every string inside a nested structure of dicts and lists."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from strings(v)
-
-
-def declares_nonce_version(name: Any, resource_name: str = "") -> bool:
-    """Is an SSM parameter with this (resolved) name / resource name a nonce version?"""
-    text = str(name or "")
-    return (
-        "redaction_nonce" in text
-        or bool(contract.NONCE_NAME.match(text))
-        or bool(contract.NONCE_LEGACY_NAME.search(text))
-        or "nonce" in resource_name.lower()
-    )
-
-
-NONCE_OWNERSHIP = (
-    "nonce versions (/guardian/{env}/redaction_nonce_v{N}) are runtime data owned by the "
-    "nonce-bootstrap and nonce-rotation flows, never by Terraform (DESIGN.md, Nonce)"
-)
-
-
-# -- IAM policy documents -------------------------------------------------------------
-def statements(policy: Any) -> list[dict]:
-    return [s for s in as_list((policy or {}).get("Statement")) if isinstance(s, dict)]
-
-
-#: Actions that support no resource-level permissions, so "*" is their only resource.
-UNSCOPED_ACTIONS = frozenset(
-    {
-        "sts:GetCallerIdentity",
-        "cloudwatch:DescribeAlarms",
-        "cloudwatch:DescribeAlarmHistory",
-        "cloudwatch:GetMetricData",
-        "cloudwatch:GetMetricStatistics",
-        "cloudwatch:ListMetrics",
-        "cloudwatch:ListDashboards",
-        "cloudwatch:PutMetricData",
-        "dynamodb:ListTables",
-        "kms:ListAliases",
-        "kms:ListKeys",
-        "s3:ListAllMyBuckets",
-        "sns:ListTopics",
-        "ssm:DescribeParameters",
-        "backup:ListBackupVaults",
-        "backup:ListBackupPlans",
-        "cloudtrail:DescribeTrails",
-        "iam:ListOpenIDConnectProviders",
-    }
-)
-
-
-def policy_problems(policy: Any) -> list[str]:
-    """Why an identity policy is wider than least privilege (empty if it is not)."""
-    problems = []
-    for statement in statements(policy):
-        if statement.get("Effect") != "Allow":
-            continue
-        actions = [str(a) for a in as_list(statement.get("Action"))]
-        resources = as_list(statement.get("Resource"))
-        sid = statement.get("Sid", "?")
-        if any(a == "*" or a.endswith(":*") for a in actions):
-            problems.append(f"statement {sid} allows wildcard actions {actions}")
-        if "*" in resources:
-            wide = [a for a in actions if a not in UNSCOPED_ACTIONS]
-            if wide:
-                problems.append(f"statement {sid} grants {wide} on every resource (*)")
-        if "NotAction" in statement or "NotResource" in statement:
-            problems.append(f"statement {sid} uses NotAction/NotResource (allows by exclusion)")
-    return problems
-
-
-def open_principal_problems(policy: Any) -> list[str]:
-    """Allow statements of a resource or trust policy open to any principal without a condition."""
-    problems = []
-    for statement in statements(policy):
-        principal = statement.get("Principal")
-        anyone = principal == "*" or (
-            isinstance(principal, dict) and "*" in as_list(principal.get("AWS"))
-        )
-        if statement.get("Effect") == "Allow" and anyone and not statement.get("Condition"):
-            problems.append(f"statement {statement.get('Sid', '?')} allows any principal (*)")
-    return problems
-
-
-def trust_problems(policy: Any, org: str, repo: str) -> list[str]:
-    """Why a role trust policy admits more than ``repo:{org}/{repo}:*`` (empty if it does not)."""
-    if policy is None:
-        return ["assume_role_policy is not a JSON document"]
-    problems = []
-    if not org or not repo or any(ch in f"{org}/{repo}" for ch in "*?"):
-        problems.append(f"github_org/github_repo must name one repository, not {org!r}/{repo!r}")
-    allowed = re.compile(rf"^repo:{re.escape(org)}/{re.escape(repo)}:")
-    allows = [s for s in statements(policy) if s.get("Effect") == "Allow"]
-    if not allows:
-        problems.append("no Allow statement")
-    for statement in allows:
-        condition = statement.get("Condition") or {}
-        claims: dict[str, list] = {"sub": [], "aud": []}
-        for operator in condition.values():
-            if isinstance(operator, dict):
-                for key, values in operator.items():
-                    claim = str(key).rpartition(":")[2]
-                    if claim in claims:
-                        claims[claim].extend(as_list(values))
-        if not claims["sub"]:
-            problems.append(
-                f"no {contract.OIDC_URL.removeprefix('https://')}:sub condition: "
-                "any repository could assume the role"
-            )
-        for sub in claims["sub"]:
-            head = ":".join(str(sub).split(":")[:2])
-            if not allowed.match(str(sub)) or any(ch in head for ch in "*?"):
-                problems.append(f"sub {sub!r} is wider than repo:{org}/{repo}:*")
-        if claims["aud"] and set(claims["aud"]) != {contract.OIDC_AUDIENCE}:
-            problems.append(f"aud must be {contract.OIDC_AUDIENCE}")
-        problems += open_principal_problems({"Statement": [statement]})
-    return problems
-
-
-# -- the restore drill's grants -------------------------------------------------------
-def glob_match(pattern: str, text: str) -> bool:
-    """IAM-style wildcard match (``*`` any run of characters, ``?`` one character)."""
-    regex = re.escape(pattern).replace(r"\*", ".*").replace(r"\?", ".")
-    return re.fullmatch(regex, text) is not None
-
-
-#: What the drill may do to its own copies: describe, scan, delete, and the item writes
-#: DynamoDB needs on a restore's target table. Nothing else, and nothing on other tables.
-DRILL_COPY_ACTIONS = frozenset(
-    {
-        "dynamodb:DescribeTable",
-        "dynamodb:Scan",
-        "dynamodb:DeleteTable",
-        "dynamodb:GetItem",
-        "dynamodb:Query",
-        "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
-        "dynamodb:BatchWriteItem",
-    }
-)
-#: The drill's needs that must be granted on its copies.
-DRILL_COPY_NEEDS = ("dynamodb:DescribeTable", "dynamodb:Scan", "dynamodb:DeleteTable")
-RESTORE = "dynamodb:RestoreTableToPointInTime"
-DELETE_TABLE = "dynamodb:DeleteTable"
-
-
-def _table_of(environment: str, resource: str) -> str:
-    """The table name (pattern) an IAM resource names; "*" for every table, "" for no table.
-
-    A resource is an ARN (as planned, or as written with interpolations resolved) or a
-    reference to a contract table's ``arn`` (as written).
-    """
-    for spec in contract.TABLES:
-        if resource.strip() == f"${{{spec.address}.arn}}":
-            return spec.name(environment)
-    if resource == "*":
-        return "*"
-    arn = resource.split(":", 5)
-    if len(arn) == 6 and arn[2] in ("dynamodb", "*"):
-        kind, _, name = arn[5].partition("/")
-        if kind in ("table", "*") and "/" not in name:
-            return name or "*"
-        return "*" if kind == "*" else ""
-    # An expression the reader cannot resolve: itself, which no rule accepts.
-    return resource if "${" in resource else ""
-
-
-def drill_only(environment: str, pattern: str) -> bool:
-    """Can the table name pattern match nothing but this environment's drill copies?"""
-    from tasks.restore_drill.checks import DRILL_MARKER
-
-    prefix = contract.name(environment, "")
-    return pattern.startswith(prefix) and DRILL_MARKER in pattern and "${" not in pattern
-
-
-def drill_grant_problems(env: str, document: Any, require: bool = True) -> list[str]:
-    """Why an identity policy grants the restore drill more (or, with ``require``, less)
-    than it needs."""
-    from tasks.restore_drill.checks import drill_table_name, source_tables
-
-    sources = source_tables(env)
-    a_copy = drill_table_name(env, contract.TABLES[0].key, "0" * 8)
-    problems, restorable, on_copies = [], set(), set()
-    for statement in as_list((document or {}).get("Statement")):
-        if not isinstance(statement, dict) or statement.get("Effect") != "Allow":
-            continue
-        sid = statement.get("Sid", "?")
-        actions = [str(a) for a in as_list(statement.get("Action"))]
-        tables = [_table_of(env, str(r)) for r in as_list(statement.get("Resource"))]
-        if any(glob_match(a, RESTORE) for a in actions):
-            for table in tables:
-                if table in sources:
-                    restorable.add(table)
-                else:
-                    problems.append(
-                        f"statement {sid} allows restoring from {table or 'a non-table resource'}"
-                        f": only {', '.join(sorted(sources))}"
-                    )
-        if any(glob_match(a, DELETE_TABLE) for a in actions):
-            problems += [
-                f"statement {sid} allows deleting {table!r}, not only drill copies "
-                f"({contract.name(env, '')}<table>-drill-*)"
-                for table in tables
-                if table and not drill_only(env, table)
-            ]
-        drill = [t for t in tables if t and drill_only(env, t)]
-        if drill:
-            wider = [a for a in actions if not any(glob_match(a, d) for d in DRILL_COPY_ACTIONS)]
-            wider += [a for a in actions if "*" in a or "?" in a]
-            if wider:
-                problems.append(
-                    f"statement {sid} grants {sorted(set(wider))} on drill copies: only "
-                    + ", ".join(sorted(DRILL_COPY_ACTIONS))
-                )
-            if any(glob_match(t, a_copy) for t in drill):
-                on_copies |= {need for need in DRILL_COPY_NEEDS if need in actions}
-    if not require:
-        return problems
-    missing = sorted(sources - restorable)
-    if missing:
-        problems.append(f"no statement allows {RESTORE} on {', '.join(missing)}")
-    lacking = [need for need in DRILL_COPY_NEEDS if need not in on_copies]
-    if lacking:
-        problems.append(f"no statement allows {', '.join(lacking)} on the drill copies ({a_copy})")
-    return problems
-
-
-# -- dashboards -----------------------------------------------------------------------
-_SEARCH = re.compile(
-    r"\{(?P<namespace>[^,}]+)[^}]*\}.*?MetricName\s*=\s*\\?\"?(?P<metric>[A-Za-z]+)"
-)
-
-
-def dashboard_metrics(body: Any) -> tuple[set[tuple[str, str, str]], list[dict]]:
-    """(namespace, metric, TableName or "") of every metric row, and the alarm widgets."""
-    rows: set[tuple[str, str, str]] = set()
-    alarm_widgets = []
-    for widget in as_list((body or {}).get("widgets")):
-        props = widget.get("properties") or {}
-        if widget.get("type") == "alarm":
-            alarm_widgets.append(props)
-        previous: list = []
-        for row in as_list(props.get("metrics")):
-            if not isinstance(row, list):
-                continue
-            for options in (v for v in row if isinstance(v, dict)):
-                # A SEARCH expression row: SEARCH('{Namespace,Dim,...} MetricName="X" ...')
-                search = _SEARCH.search(str(options.get("expression", "")))
-                if search:
-                    rows.add((search["namespace"], search["metric"], ""))
-            # "." repeats the previous row's value at that position (CloudWatch shorthand).
-            plain = [v for v in row if not isinstance(v, dict)]
-            plain = [
-                previous[i] if v == "." and i < len(previous) else v for i, v in enumerate(plain)
-            ]
-            previous = plain
-            if len(plain) >= 2:
-                dims = dict(zip(plain[2::2], plain[3::2], strict=False))
-                rows.add((str(plain[0]), str(plain[1]), str(dims.get("TableName", ""))))
-    return rows, alarm_widgets

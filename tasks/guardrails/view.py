@@ -29,10 +29,10 @@ from hcl2.rules.functions import FunctionCallRule
 from hcl2.utils import SerializationOptions
 from lark.exceptions import LarkError, UnexpectedInput
 
+from mirror_rollout.documents import strings
 from mirror_rollout.environments import Environment, gcp_dir, terraform_dir
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.provisioners.raw_hcl import serialize
-from tasks.guardrails.common import strings
 
 OPTIONS = SerializationOptions(
     with_comments=False,
