@@ -29,7 +29,7 @@ RootOption = Annotated[
 
 
 def _mount_sandbox() -> None:
-    from mirror_rollout.sandbox import app as sandbox_app
+    from console.sandbox import app as sandbox_app
 
     app.add_typer(
         sandbox_app,
