@@ -50,7 +50,6 @@ from mirror_rollout.provisioners.terraform_cli import (
     in_flight_addresses,
 )
 from mirror_rollout.results import Status
-from mirror_rollout.sandbox_faults import FaultProxy
 from mirror_rollout.settings import parse_settings
 from tasks.checklist.render import render
 from tasks.orphans.checks import (
@@ -66,6 +65,7 @@ from tasks.orphans.task import AdoptionNeeded, orphan_scan, scan
 from tasks.plan.task import plan, working_copy
 from tests.applied import state_document, state_serial
 from tests.conftest import reset_moto
+from tests.fault_proxy import FaultProxy
 
 ENV = "staging"
 REGION = "us-east-1"
