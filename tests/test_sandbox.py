@@ -143,18 +143,18 @@ def test_prefect_api_health(sandbox) -> None:
     assert ui.status_code == 200
 
 
-def test_cli_status_and_env(sandbox) -> None:
-    cfg = sandbox.config
-    args = [
+def location_options(cfg: sb.SandboxConfig) -> list[str]:
+    """The CLI options that name ``cfg``'s sandbox."""
+    return [
         "--state-dir",
         str(cfg.state_dir),
-        "--moto-port",
-        str(cfg.moto_port),
-        "--gcs-port",
-        str(cfg.gcs_port),
-        "--prefect-port",
-        str(cfg.prefect_port),
+        *(f"--{name}-port={cfg.port(name)}" for name in sb.SERVERS),
     ]
+
+
+def test_cli_status_and_env(sandbox) -> None:
+    cfg = sandbox.config
+    args = location_options(cfg)
     res = CliRunner().invoke(sandbox_cli, ["status", *args])
     assert res.exit_code == 0, res.output
     assert "healthy" in res.output
@@ -180,20 +180,7 @@ def test_foreign_port_fails_before_starting(fresh_sandbox_config: sb.SandboxConf
         assert not sb.port_in_use("127.0.0.1", cfg.moto_port)
         assert not sb.port_in_use("127.0.0.1", cfg.prefect_port)
 
-        res = CliRunner().invoke(
-            sandbox_cli,
-            [
-                "up",
-                "--state-dir",
-                str(cfg.state_dir),
-                "--moto-port",
-                str(cfg.moto_port),
-                "--gcs-port",
-                str(cfg.gcs_port),
-                "--prefect-port",
-                str(cfg.prefect_port),
-            ],
-        )
+        res = CliRunner().invoke(sandbox_cli, ["up", *location_options(cfg)])
         assert res.exit_code == 2
         assert res.exception is None or isinstance(res.exception, SystemExit)
         assert "Traceback" not in res.output
