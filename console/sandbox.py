@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shlex
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,9 +23,11 @@ from mirror_rollout.sandbox import (
     DEFAULT_STATE_DIR,
     DEFAULT_TIMEOUT,
     PORT_ENV,
+    SANDBOX_SETS,
     STATE_DIR_ENV,
     SandboxConfig,
     ServerStatus,
+    activate,
     down,
     exports,
     status,
@@ -48,6 +51,9 @@ GcsPortOpt = Annotated[
 PrefectPortOpt = Annotated[
     int | None, typer.Option("--prefect-port", help=f"[env {PORT_ENV['prefect']}; default 4200]")
 ]
+
+#: Its help as `mirror-rollout sandbox` (console.main mounts it).
+MOUNTED_HELP = "Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect)."
 
 app = typer.Typer(
     name="sandbox",
@@ -149,3 +155,16 @@ def _env(config: SandboxConfig) -> None:
 _command("down", _down)
 _command("status", _status)
 _command("env", _env)
+
+
+def start_for_rehearsal(console: Console) -> str:
+    """Bring the sandbox up (or reuse it) and point this process at it; its Prefect UI's URL."""
+    from mirror_rollout.settings import check_sandbox_isolation
+
+    # Before the sandbox starts (its bootstrap calls moto): endpoints it would not override.
+    check_sandbox_isolation({k: v for k, v in os.environ.items() if k not in SANDBOX_SETS})
+    config = SandboxConfig.resolve()
+    console.print("[bold]sandbox[/]: starting or reusing moto, the GCS emulator and Prefect …")
+    up(config)
+    activate(config)
+    return config.ui_url
