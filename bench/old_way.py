@@ -392,7 +392,7 @@ def report(
         f"{old_cpu / cpu_processes:.2f} s CPU on average.",
         f"Client CPU of PITR and rotation: old way {old_cpu:.2f} s vs pipeline {new_cpu:.2f} s = "
         f"{old_cpu / new_cpu:.1f}x (less sensitive than wall time to other load on the machine).",
-        f"New way: importing the pipeline's task modules took {imported:.2f} s once per process "
+        f"New way: importing the pipeline's flows took {imported:.2f} s once per process "
         f"(not in the times above); ratio with that import counted: "
         f"{old_total / (new_total + imported):.1f}x.",
         "Rounds (old s / new s): "
