@@ -45,8 +45,7 @@ def main() -> None:
     console = Console()
     config, setting = sandbox_ready()
     # A fresh environment each time, so every run measures the same work.
-    reset_moto(config)
-    bare = bare_terraform()
+    bare = bare_terraform(config)
     reset_moto(config)
 
     calls: Counter[str] = Counter()

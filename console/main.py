@@ -11,6 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from console.sandbox import MOUNTED_HELP
+from console.sandbox import app as sandbox_app
 from mirror_rollout.errors import ConfigError, RolloutError
 
 app = typer.Typer(
@@ -28,17 +30,7 @@ RootOption = Annotated[
 ]
 
 
-def _mount_sandbox() -> None:
-    from mirror_rollout.sandbox import app as sandbox_app
-
-    app.add_typer(
-        sandbox_app,
-        name="sandbox",
-        help="Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect).",
-    )
-
-
-_mount_sandbox()
+app.add_typer(sandbox_app, name="sandbox", help=MOUNTED_HELP)
 
 
 PlanOption = Annotated[
@@ -72,7 +64,7 @@ def guardrails(
 
 
 @app.command()
-def rehearse(
+def rehearse(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI options
     env: EnvOption = "staging",
     backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
     auto_approve: Annotated[
@@ -89,7 +81,7 @@ def rehearse(
 ) -> None:
     """Bring the sandbox up if needed and run infra-rollout on it, with live progress."""
     from console.rehearsal import rehearse as run_rehearsal
-    from mirror_rollout import sandbox
+    from console.sandbox import start_for_rehearsal
     from mirror_rollout.environments import parse_environment
     from mirror_rollout.settings import validate_settings
 
@@ -108,19 +100,8 @@ def rehearse(
         from mirror_rollout.target import check_auto_approve
 
         check_auto_approve(backend)
-    ui_url = None
     if backend == "sandbox":
-        from mirror_rollout.settings import check_sandbox_isolation
-
-        # Before the sandbox starts (its bootstrap calls moto): endpoints it would not override.
-        check_sandbox_isolation(
-            {k: v for k, v in os.environ.items() if k not in sandbox.SANDBOX_SETS}
-        )
-        config = sandbox.SandboxConfig.resolve()
-        console.print("[bold]sandbox[/]: starting or reusing moto, the GCS emulator and Prefect …")
-        sandbox.up(config)
-        sandbox.activate(config)
-        ui_url = config.ui_url
+        ui_url = start_for_rehearsal(console)
     else:
         ui_url = os.environ.get("PREFECT_UI_URL", "").rstrip("/") or "(your Prefect UI)"
     code, _ = run_rehearsal(
@@ -155,7 +136,7 @@ Sha256Option = Annotated[
 
 
 @app.command()
-def approve(
+def approve(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI options
     run_id: Annotated[str, typer.Argument(help="the paused flow run's id")],
     reviewer: Annotated[
         str | None,

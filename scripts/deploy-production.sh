@@ -5,10 +5,7 @@
 #   2. verify: pitr-verification/on-demand (read-only) and drift-detection/daily
 #      (re-plan is a no-op, live settings match the baseline the rollout stored).
 # Exit 0 only when the rollout and every verify run Completed; 1 otherwise; 2 usage.
-set -euo pipefail
-SCRIPT=$(basename "$0")
-cd "$(dirname "$0")/.."
-. scripts/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 usage() {
     cat <<USAGE

@@ -2,10 +2,7 @@
 # Roll out staging: runs the Prefect deployment infra-rollout/staging-rollout, which
 # pauses for one approval (Prefect UI or `mirror-rollout approve`), and exits with
 # the run's outcome (0 Completed, 1 Failed/Crashed/Cancelled/timed out, 2 usage).
-set -euo pipefail
-SCRIPT=$(basename "$0")
-cd "$(dirname "$0")/.."
-. scripts/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 usage() {
     cat <<USAGE

@@ -2,10 +2,7 @@
 # Rotate the redaction nonce of an environment: runs the Prefect deployment
 # nonce-rotation/scheduled (v(N+1) beside vN for the grace period, cleanup of vN
 # scheduled at its end) and exits with the run's outcome (0, 1, or 2 for usage).
-set -euo pipefail
-SCRIPT=$(basename "$0")
-cd "$(dirname "$0")/.."
-. scripts/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 usage() {
     cat <<USAGE
@@ -31,29 +28,20 @@ Exit: 0 the run Completed; 1 it Failed (e.g. refused), Crashed, was Cancelled or
 USAGE
 }
 
-env_name=""
 from_version=""
-timeout=900
-args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --env) need_value "$1" $#; env_name=$2; shift 2 ;;
         --from-version) need_value "$1" $#; from_version=$2; shift 2 ;;
         --grace-seconds) need_value "$1" $#; args+=(--param "grace_seconds=$2"); shift 2 ;;
-        --region) need_value "$1" $#; args+=(--param "region=$2"); shift 2 ;;
         --rollback) args+=(--param rollback=true); shift ;;
-        --timeout) need_value "$1" $#; timeout=$2; shift 2 ;;
-        -*) usage_error "unknown option $1" ;;
+        -*) environment_option "$@"; shift "$CONSUMED" ;;
         *)
-            if [ -z "$env_name" ]; then
-                env_name=$1
-            elif [ -z "$from_version" ]; then
-                from_version=$1
+            # The second bare word is FROM_VERSION (the old `rotate-nonce.sh ENV N`).
+            if [ -n "$env_name" ] && [ -z "$from_version" ]; then
+                from_version=$1; shift
             else
-                usage_error "unexpected argument $1"
-            fi
-            shift ;;
+                environment_option "$@"; shift "$CONSUMED"
+            fi ;;
     esac
 done
 if [ -n "$from_version" ]; then
@@ -62,7 +50,4 @@ if [ -n "$from_version" ]; then
     esac
     args+=(--param "from_version=$from_version")
 fi
-
-MR=$(mirror_rollout_bin)
-exec "$MR" run nonce-rotation/scheduled --param "environment=${env_name:-staging}" \
-    --timeout "$timeout" ${args[@]+"${args[@]}"}
+run_for_environment nonce-rotation/scheduled

@@ -2,10 +2,7 @@
 # Test a nonce rotation against an environment's SSM: runs the Prefect deployment
 # nonce-rotation-test/on-demand (rotate; during the grace period both versions
 # readable and the newest one used; then roll back) and exits with its outcome.
-set -euo pipefail
-SCRIPT=$(basename "$0")
-cd "$(dirname "$0")/.."
-. scripts/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 usage() {
     cat <<USAGE
@@ -31,13 +28,8 @@ Exit: 0 the run Completed (all checks passed); 1 it Failed, Crashed, was Cancell
 USAGE
 }
 
-env_name=""
-timeout=900
-args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --env) need_value "$1" $#; env_name=$2; shift 2 ;;
         --end)
             need_value "$1" $#
             case "$2" in
@@ -46,15 +38,7 @@ while [ $# -gt 0 ]; do
             esac
             shift 2 ;;
         --grace-seconds) need_value "$1" $#; args+=(--param "grace_seconds=$2"); shift 2 ;;
-        --region) need_value "$1" $#; args+=(--param "region=$2"); shift 2 ;;
-        --timeout) need_value "$1" $#; timeout=$2; shift 2 ;;
-        -*) usage_error "unknown option $1" ;;
-        *)
-            [ -z "$env_name" ] || usage_error "unexpected argument $1"
-            env_name=$1; shift ;;
+        *) environment_option "$@"; shift "$CONSUMED" ;;
     esac
 done
-
-MR=$(mirror_rollout_bin)
-exec "$MR" run nonce-rotation-test/on-demand --param "environment=${env_name:-staging}" \
-    --timeout "$timeout" ${args[@]+"${args[@]}"}
+run_for_environment nonce-rotation-test/on-demand

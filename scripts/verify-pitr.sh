@@ -2,10 +2,7 @@
 # Verify point-in-time recovery on the three DynamoDB tables of an environment:
 # runs the Prefect deployment pitr-verification/on-demand (read-only unless
 # --enable) and exits with the run's outcome (0 all ENABLED, 1 otherwise, 2 usage).
-set -euo pipefail
-SCRIPT=$(basename "$0")
-cd "$(dirname "$0")/.."
-. scripts/_common.sh
+. "$(dirname "$0")/_common.sh"
 
 usage() {
     cat <<USAGE
@@ -25,23 +22,10 @@ Exit: 0 the run Completed (PITR verified); 1 it Failed, Crashed, was Cancelled o
 USAGE
 }
 
-env_name=""
-timeout=900
-args=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        -h | --help) usage; exit 0 ;;
-        --env) need_value "$1" $#; env_name=$2; shift 2 ;;
-        --region) need_value "$1" $#; args+=(--param "region=$2"); shift 2 ;;
         --enable) args+=(--param enable=true); shift ;;
-        --timeout) need_value "$1" $#; timeout=$2; shift 2 ;;
-        -*) usage_error "unknown option $1" ;;
-        *)
-            [ -z "$env_name" ] || usage_error "unexpected argument $1"
-            env_name=$1; shift ;;
+        *) environment_option "$@"; shift "$CONSUMED" ;;
     esac
 done
-
-MR=$(mirror_rollout_bin)
-exec "$MR" run pitr-verification/on-demand --param "environment=${env_name:-staging}" \
-    --timeout "$timeout" ${args[@]+"${args[@]}"}
+run_for_environment pitr-verification/on-demand

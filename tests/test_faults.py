@@ -22,11 +22,11 @@ from prefect import flow
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import Status
-from mirror_rollout.sandbox_faults import FaultProxy, FaultRule, cbor_map, error_response, identify
 from mirror_rollout.target import sandbox_target
 from tests.applied import state_document, state_serial
 from tests.aws_inventory import inventory
 from tests.conftest import reset_moto
+from tests.fault_proxy import FaultProxy, FaultRule, cbor_map, error_response, identify
 from tests.rollout_run import approve_as, run_rollout, task_names
 
 ENV = "staging"

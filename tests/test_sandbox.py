@@ -12,6 +12,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from console.sandbox import app as sandbox_cli
 from mirror_rollout import sandbox as sb
 from mirror_rollout.errors import RolloutError
 
@@ -107,7 +108,7 @@ def test_up_twice_reuses_servers(sandbox) -> None:
         matching = [
             pid
             for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
-            if sb._cmdline(pid)[-len(cmd) + 1 :] == cmd[1:]
+            if sb.cmdline(pid)[-len(cmd) + 1 :] == cmd[1:]
         ]
         assert matching == [before[name]], (name, matching)
 
@@ -142,22 +143,22 @@ def test_prefect_api_health(sandbox) -> None:
     assert ui.status_code == 200
 
 
-def test_cli_status_and_env(sandbox) -> None:
-    cfg = sandbox.config
-    args = [
+def location_options(cfg: sb.SandboxConfig) -> list[str]:
+    """The CLI options that name ``cfg``'s sandbox."""
+    return [
         "--state-dir",
         str(cfg.state_dir),
-        "--moto-port",
-        str(cfg.moto_port),
-        "--gcs-port",
-        str(cfg.gcs_port),
-        "--prefect-port",
-        str(cfg.prefect_port),
+        *(f"--{name}-port={cfg.port(name)}" for name in sb.SERVERS),
     ]
-    res = CliRunner().invoke(sb.app, ["status", *args])
+
+
+def test_cli_status_and_env(sandbox) -> None:
+    cfg = sandbox.config
+    args = location_options(cfg)
+    res = CliRunner().invoke(sandbox_cli, ["status", *args])
     assert res.exit_code == 0, res.output
     assert "healthy" in res.output
-    res = CliRunner().invoke(sb.app, ["env", *args])
+    res = CliRunner().invoke(sandbox_cli, ["env", *args])
     assert f"export AWS_ENDPOINT_URL=http://127.0.0.1:{cfg.moto_port}" in res.output
 
 
@@ -179,20 +180,7 @@ def test_foreign_port_fails_before_starting(fresh_sandbox_config: sb.SandboxConf
         assert not sb.port_in_use("127.0.0.1", cfg.moto_port)
         assert not sb.port_in_use("127.0.0.1", cfg.prefect_port)
 
-        res = CliRunner().invoke(
-            sb.app,
-            [
-                "up",
-                "--state-dir",
-                str(cfg.state_dir),
-                "--moto-port",
-                str(cfg.moto_port),
-                "--gcs-port",
-                str(cfg.gcs_port),
-                "--prefect-port",
-                str(cfg.prefect_port),
-            ],
-        )
+        res = CliRunner().invoke(sandbox_cli, ["up", *location_options(cfg)])
         assert res.exit_code == 2
         assert res.exception is None or isinstance(res.exception, SystemExit)
         assert "Traceback" not in res.output
@@ -213,7 +201,7 @@ def test_down_leaves_nothing(fresh_sandbox_config: sb.SandboxConfig) -> None:
         sb.down(cfg)  # idempotent; cleans up if an assertion failed
     assert {s.name: s.note for s in stopped} == dict.fromkeys([*sb.SERVERS, "worker"], "stopped")
     for pid in pids.values():
-        assert not sb._alive(pid)
+        assert not sb.alive(pid)
         assert sb.group_members(pid) == []  # the group leader was its pgid
     assert not list(cfg.state_dir.glob("*.pid"))
     assert not any(s.running or s.healthy for s in sb.status(cfg))

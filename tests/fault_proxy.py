@@ -30,8 +30,8 @@ Control it over HTTP on the proxy itself (``/__faults__``) or, in Python, throug
     curl $PROXY/__faults__            # rules, faults injected so far, requests seen
     curl -X DELETE $PROXY/__faults__  # clear every rule (a stalled request is released)
 
-From a shell: ``python -m mirror_rollout.sandbox_faults serve --upstream URL`` and
-``python -m mirror_rollout.sandbox_faults inject dynamodb throttle --count 3``.
+From a shell: ``python -m tests.fault_proxy serve --upstream URL`` and
+``python -m tests.fault_proxy inject dynamodb throttle --count 3``.
 """
 
 from __future__ import annotations
@@ -255,12 +255,10 @@ class ErrorResponse:
     body: bytes
 
 
-def error_response(request: AwsRequest, rule: FaultRule) -> ErrorResponse:
-    """The throttle/500 answer of ``rule`` in the wire shape of ``request``'s protocol (pure)."""
-    throttle = rule.fault == "throttle"
-    request_id = str(uuid.uuid4())
+def _error_code(request: AwsRequest, rule: FaultRule) -> tuple[str, int, str]:
+    """(code, HTTP status, message) the service itself answers a throttle or a 500 with."""
     protocol = request.protocol
-    if throttle:
+    if rule.fault == "throttle":
         if protocol == "s3":
             code, status = "SlowDown", 503
         elif protocol in ("query", "cbor"):
@@ -284,8 +282,14 @@ def error_response(request: AwsRequest, rule: FaultRule) -> ErrorResponse:
         message = "We encountered an internal error. Please try again."
     if rule.code and rule.code != code:
         code, message = rule.code, f"{rule.code}"
-    status = rule.status or status
-    message = rule.message or f"{message} (injected by the fault proxy)"
+    return code, rule.status or status, rule.message or f"{message} (injected by the fault proxy)"
+
+
+def error_response(request: AwsRequest, rule: FaultRule) -> ErrorResponse:
+    """The throttle/500 answer of ``rule`` in the wire shape of ``request``'s protocol (pure)."""
+    code, status, message = _error_code(request, rule)
+    request_id = str(uuid.uuid4())
+    protocol = request.protocol
     headers = {"x-amzn-RequestId": request_id, "x-amz-request-id": request_id}
     if protocol == "s3":
         headers["Content-Type"] = "application/xml"
@@ -607,7 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ----------------------------------------------------------------------------
-# CLI: python -m mirror_rollout.sandbox_faults
+# CLI: python -m tests.fault_proxy
 # ----------------------------------------------------------------------------
 
 app = typer.Typer(
