@@ -64,7 +64,7 @@ def guardrails(
 
 
 @app.command()
-def rehearse(
+def rehearse(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI options
     env: EnvOption = "staging",
     backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
     auto_approve: Annotated[
@@ -136,7 +136,7 @@ Sha256Option = Annotated[
 
 
 @app.command()
-def approve(
+def approve(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI options
     run_id: Annotated[str, typer.Argument(help="the paused flow run's id")],
     reviewer: Annotated[
         str | None,

@@ -86,7 +86,7 @@ POST_APPLY_WORKERS = 16
     log_prints=True,
     task_runner=ThreadPoolTaskRunner(max_workers=POST_APPLY_WORKERS),
 )
-def infra_rollout(
+def infra_rollout(  # noqa: PLR0913, PLR0917 - a flow's parameters are its form in the Prefect UI
     environment: str = "staging",
     backend: str = "sandbox",
     approval_timeout_seconds: int = 3600,

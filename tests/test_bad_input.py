@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import prefect.main
+import prefect.main  # noqa: F401 - Prefect's log handlers bind to the real stderr, not capsys's
 import pytest
 
 from tests.applied import state_addresses

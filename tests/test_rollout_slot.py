@@ -359,5 +359,5 @@ def test_the_slot_is_released_when_the_body_fails(prefect_api, make_runs):
     (run,) = make_runs(1, "slot-error")
     with pytest.raises(ZeroDivisionError), environment_slot("slot-error", 0, str(run.id)):
         assert read_slot("slot-error") == (1, [holder_limit_name("slot-error", run.id)])
-        1 / 0
+        1 / 0  # noqa: B018
     assert read_slot("slot-error") == (0, [])

@@ -53,7 +53,7 @@ class TerraformCli(Applying):
     """
 
     # Every setting is the caller's to choose, by keyword (terraform_for builds the sandbox's).
-    def __init__(
+    def __init__(  # noqa: PLR0913
         self,
         environment: Environment | str,
         *,

@@ -112,7 +112,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def launch(cmd: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> subprocess.Popen:
     """Start ``cmd`` in its own session, appending its output to ``log_file``."""
-    log = open(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    log = open(  # noqa: SIM115 - handed to the child
+        os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+    )
     try:
         log.write(f"\n--- {time.strftime('%F %T')} {shlex.join(cmd)}\n".encode())
         log.flush()

@@ -71,7 +71,7 @@ def plan_changes_suite(
             gxe.ExpectColumnValuesToNotBeInSet(
                 column="action",
                 value_set=list(DESTROYING_ACTIONS),
-                row_condition=Column("stateful") == True,
+                row_condition=Column("stateful") == True,  # noqa: E712 (builds a condition)
                 description=f"No stateful resource ({stateful}) is deleted or replaced",
             )
         )

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mirror_rollout.results import CheckResult
-from tasks.guardrails import families
+from tasks.guardrails import families  # noqa: F401  (registers every guardrail)
 from tasks.guardrails.base import Guardrail
 from tasks.guardrails.common import GUARDRAILS, run_checks
 from tasks.guardrails.view import InfraView

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mirror_rollout.results import CheckResult
-from tasks.guardrails import families
+from tasks.guardrails import families  # noqa: F401  (registers every guardrail)
 from tasks.guardrails.base import PlanGuardrail
 from tasks.guardrails.common import GUARDRAILS, run_checks
 from tasks.guardrails.plan_view import PlanView, load_plan_file, read_plan

@@ -1,6 +1,6 @@
 """One module per resource family; importing this package registers every guardrail."""
 
-from tasks.guardrails.families import (
+from tasks.guardrails.families import (  # noqa: F401  (imported to register their checks)
     alarms,
     audit,
     backup,
