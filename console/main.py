@@ -44,15 +44,17 @@ def guardrails(
     env: EnvOption = "staging", root: RootOption = None, plan: PlanOption = None
 ) -> None:
     """Check the invariants of infra/terraform and infra/gcp; with --plan, also the plan's values."""
+    from mirror_rollout import PROJECT_ROOT
     from mirror_rollout.environments import parse_environment
-    from tasks.guardrails.checks import evaluate_guardrails
+    from tasks.guardrails.checks import run_static_checks
     from tasks.guardrails.plan_checks import load_plan_file, read_plan, run_plan_checks
     from tasks.guardrails.report import rich_table, summary
+    from tasks.guardrails.view import load_view
 
-    parse_environment(env, root)
+    env = parse_environment(env, root)
     # A bad plan file is reported before anything runs.
     planned = read_plan(load_plan_file(plan), env) if plan is not None else None
-    results = evaluate_guardrails(env, root)
+    results = run_static_checks(load_view(env, root or PROJECT_ROOT))
     console.print(rich_table(results, f"guardrails — {env}"))
     if planned is not None:
         plan_results = run_plan_checks(planned)
@@ -64,7 +66,7 @@ def guardrails(
 
 
 @app.command()
-def rehearse(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI options
+def rehearse(
     env: EnvOption = "staging",
     backend: Annotated[str, typer.Option(help="sandbox (default) or aws")] = "sandbox",
     auto_approve: Annotated[
@@ -82,10 +84,8 @@ def rehearse(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI opt
     """Bring the sandbox up if needed and run infra-rollout on it, with live progress."""
     from console.rehearsal import rehearse as run_rehearsal
     from console.sandbox import start_for_rehearsal
-    from mirror_rollout.environments import parse_environment
     from mirror_rollout.settings import validate_settings
 
-    parse_environment(env, root)
     if backend not in ("sandbox", "aws"):
         raise RolloutError(f"unknown backend {backend!r}", "use --backend sandbox or --backend aws")
     # Every value is checked before the sandbox starts or a run is created.
@@ -136,7 +136,7 @@ Sha256Option = Annotated[
 
 
 @app.command()
-def approve(  # noqa: PLR0913, PLR0917 - a command's parameters are its CLI options
+def approve(
     run_id: Annotated[str, typer.Argument(help="the paused flow run's id")],
     reviewer: Annotated[
         str | None,

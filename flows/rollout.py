@@ -166,7 +166,7 @@ def _review_and_apply(settings: RolloutSettings, run_dir: Path) -> Gate:
     """Guardrails and plan, then (if the plan changes anything) approvals and the apply."""
     env = settings.environment
     logger = get_run_logger()
-    checks = guardrails(env, str(settings.root))
+    checks = guardrails(settings.target)
     planned = plan(settings, run_dir)
     # Evaluated values (names, thresholds, policies) are checked on Terraform's own plan.
     not_kept = {g.address: g.attributes for g in planned.gaps if g.kind == "ignore"}

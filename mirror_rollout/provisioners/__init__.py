@@ -23,7 +23,7 @@ def sandbox_role_arn(environment: Environment) -> str | None:
 
 
 # The two switches are keyword-only: they only tell a run's later steps from its plan.
-def terraform_for(  # noqa: PLR0913
+def terraform_for(
     environment: Environment,
     backend: str,
     root: Path,

@@ -48,7 +48,7 @@ def backend_config_args(backend_config: Mapping[str, Any] | None) -> list[str]:
 
 
 # Keyword-only, one a part of the argv (the same names as the flags they fill).
-def command_lines(  # noqa: PLR0913
+def command_lines(
     binary: str,
     *,
     workspace: str,

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.results import CheckResult
-from tasks.guardrails.checks import evaluate_guardrails
+from mirror_rollout.target import RolloutTarget
+from tasks.guardrails.checks import run_static_checks
 from tasks.guardrails.plan_checks import evaluate_plan_guardrails
 from tasks.guardrails.report import artifact_rows, summary
+from tasks.guardrails.view import load_view
 
 
 class GuardrailsFailed(RolloutError):
@@ -32,11 +32,12 @@ def _publish(results: list[CheckResult], key: str, description: str) -> list[Che
     return results
 
 
-@task(name="guardrails", task_run_name="guardrails-{environment}")
-def guardrails(environment: str, root: str | None = None) -> list[CheckResult]:
+@task(name="guardrails", task_run_name="guardrails-{target.environment}")
+def guardrails(target: RolloutTarget) -> list[CheckResult]:
     """Static guardrails over infra/ (raw .tf structure), artifact ``{env}-guardrails``."""
-    results = evaluate_guardrails(environment, Path(root) if root else None)
-    return _publish(results, f"{environment}-guardrails", f"Static guardrails for {environment}")
+    env = target.environment
+    results = run_static_checks(load_view(env, target.root))
+    return _publish(results, f"{env}-guardrails", f"Static guardrails for {env}")
 
 
 @task(name="plan-guardrails", task_run_name="plan-guardrails-{environment}")
