@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mirror_rollout.aws import AwsClients
+from mirror_rollout.evidence import publish, raise_if_blocking
+from mirror_rollout.results import CheckResult, Evidence
 
 
 def calls_observed(clients: AwsClients) -> dict[str, Any]:
@@ -37,3 +39,29 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger("mirror_rollout.tasks")
+
+
+def calls_evidence(clients: AwsClients, **observed: Any) -> Evidence:
+    """One evidence entry per task: what it observed overall, then the API calls it made."""
+    return Evidence(
+        source=f"mirror-rollout AwsClients {clients.region}",
+        observed={**observed, **calls_observed(clients)},
+    )
+
+
+def publish_or_fail(
+    key: str,
+    results: list[CheckResult],
+    what: str,
+    problem: str,
+    fix: str = "",
+    *,
+    with_ids: bool = False,
+) -> list[CheckResult]:
+    """The tail of a validation task: publish ``results`` as the table artifact ``key``, then
+    raise ValidationFailed if any blocks, its fix pointing at that artifact first."""
+    publish(key, results, what)
+    raise_if_blocking(
+        results, problem, f"see the {key} artifact" + (f"; {fix}" if fix else ""), with_ids=with_ids
+    )
+    return results

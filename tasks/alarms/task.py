@@ -18,18 +18,13 @@ from prefect import task
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import (
-    Capabilities,
-    capabilities,
-    publish,
-    raise_if_blocking,
-)
+from mirror_rollout.evidence import Capabilities, capabilities
 from mirror_rollout.results import CheckResult, Evidence, Status
 from mirror_rollout.retries import error_code, is_transient, retry_if_transient
 from mirror_rollout.target import RolloutTarget
 from tasks.alarms import checks as c
 from tasks.alarms.probe import ProbeQueue
-from tasks.common import calls_observed, iso, now, run_logger
+from tasks.common import calls_evidence, iso, now, publish_or_fail, run_logger
 
 STATE_POLLS = 5  # DescribeAlarms reads per phase until every alarm shows the set state
 
@@ -131,12 +126,7 @@ def probe_alarms(
             "probe queue deleted, subscription removed"
             if cleaned
             else f"{probe.name}: cleanup incomplete: {closed.observed['errors']}",
-            [
-                closed,
-                Evidence(
-                    source=f"mirror-rollout AwsClients {region}", observed=calls_observed(clients)
-                ),
-            ],
+            [closed, calls_evidence(clients)],
         )
     )
     return results
@@ -360,10 +350,10 @@ def alarm_probe(
         receive_timeout_seconds=receive_timeout_seconds,
         notification_timeout_seconds=notification_timeout_seconds,
     )
-    publish(f"{environment}-alarms", results, f"Alarms and SNS probe of {environment} ({backend})")
-    raise_if_blocking(
+    return publish_or_fail(
+        f"{environment}-alarms",
         results,
+        f"Alarms and SNS probe of {environment} ({backend})",
         "alarm/SNS probe failed",
-        f"see the {environment}-alarms artifact; fix the alarms or topic (terraform apply) and rerun",
+        "fix the alarms or topic (terraform apply) and rerun",
     )
-    return results

@@ -22,10 +22,9 @@ from pydantic import BaseModel, Field, SecretStr
 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
-from mirror_rollout.evidence import publish, raise_if_blocking
-from mirror_rollout.results import CheckResult, Evidence
+from mirror_rollout.results import CheckResult
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_observed, run_logger
+from tasks.common import calls_evidence, publish_or_fail, run_logger
 from tasks.e2e.checks import StepResult, to_check_results
 from tasks.e2e.github import DEFAULT_API, GithubDriver
 from tasks.e2e.oracle import DEFAULT_ORG, OracleClient
@@ -125,14 +124,11 @@ def e2e_cycle(
     )
     results = to_check_results(steps)
     results[-1].evidence.append(
-        Evidence(
-            source=f"mirror-rollout AwsClients {clients.region}",
-            observed={
-                "driver": driver,
-                "run_id": run_id,
-                "total_seconds": round(sum(s.seconds for s in steps), 4),
-                **calls_observed(clients),
-            },
+        calls_evidence(
+            clients,
+            driver=driver,
+            run_id=run_id,
+            total_seconds=round(sum(s.seconds for s in steps), 4),
         )
     )
     logger = run_logger()
@@ -140,11 +136,11 @@ def e2e_cycle(
         logger.info(
             "E2E %s: %s in %.3fs %s", step.name, step.status.value, step.seconds, step.message
         )
-    publish(f"{environment}-e2e", results, f"E2E cycle ({driver}, {environment}, {backend})")
-    raise_if_blocking(
+    publish_or_fail(
+        f"{environment}-e2e",
         results,
+        f"E2E cycle ({driver}, {environment}, {backend})",
         "E2E cycle failed",
-        f"see the {environment}-e2e artifact",
         with_ids=True,
     )
     return E2EOutcome(

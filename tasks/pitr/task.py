@@ -9,11 +9,10 @@ from prefect import task
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
 from mirror_rollout.retries import error_code, retry_if_transient
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_observed, now, run_logger
+from tasks.common import calls_evidence, now, publish_or_fail, run_logger
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
     TableProbe,
@@ -87,12 +86,7 @@ def verify_pitr(
             )
             sleep(delay)
     results = [judge(probe, attempt) for probe in probes.values()]
-    results[-1].evidence.append(
-        Evidence(
-            source=f"mirror-rollout AwsClients {region}",
-            observed={"attempts": attempt, **calls_observed(clients)},
-        )
-    )
+    results[-1].evidence.append(calls_evidence(clients, attempts=attempt))
     return results
 
 
@@ -146,13 +140,13 @@ def pitr(
     environment, backend = target.environment, target.backend
     clients = AwsClients.of(target)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds)
-    publish(f"{environment}-pitr", results, f"PITR on the {environment} tables ({backend})")
-    raise_if_blocking(
+    return publish_or_fail(
+        f"{environment}-pitr",
         results,
+        f"PITR on the {environment} tables ({backend})",
         "PITR not verified",
-        f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
+        "create the missing table or enable PITR and rerun",
     )
-    return results
 
 
 @task(name="pitr-verify", task_run_name="pitr-verify-{target.environment}")
@@ -164,15 +158,10 @@ def pitr_verify(
     clients = AwsClients.of(target)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds, enable=enable)
     mode = "enable where off" if enable else "read-only"
-    publish(
+    return publish_or_fail(
         f"{environment}-pitr-verification",
         results,
         f"PITR verification of the {environment} tables in {clients.region} ({mode})",
-    )
-    raise_if_blocking(
-        results,
         "PITR not verified",
-        f"see the {environment}-pitr-verification artifact; create the missing table (run "
-        "the rollout) or enable PITR (verify again with enable=true)",
+        "create the missing table (run the rollout) or enable PITR (verify again with enable=true)",
     )
-    return results
