@@ -9,6 +9,7 @@ out of the snapshot, so a comparison reports it as missing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -264,16 +265,17 @@ def capture(clients: AwsClients, environment: str) -> Snapshot:
 def _capture_tables(clients: AwsClients, environment: str, snapshot: Snapshot) -> None:
     ddb = clients.client("dynamodb")
     for spec in contract.TABLES:
-        name = spec.name(environment)
-        attributes = _if_present(
-            lambda name=name: table_attributes(
-                ddb.describe_table(TableName=name)["Table"],
-                ddb.describe_continuous_backups(TableName=name),
-                ddb.describe_time_to_live(TableName=name),
-            )
-        )
+        attributes = _if_present(functools.partial(_read_table, ddb, spec.name(environment)))
         if attributes is not None:
             snapshot[table_key(environment, spec)] = attributes
+
+
+def _read_table(ddb: Any, name: str) -> dict[str, Any]:
+    return table_attributes(
+        ddb.describe_table(TableName=name)["Table"],
+        ddb.describe_continuous_backups(TableName=name),
+        ddb.describe_time_to_live(TableName=name),
+    )
 
 
 def _capture_kms_key(clients: AwsClients, environment: str, snapshot: Snapshot) -> str | None:

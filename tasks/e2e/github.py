@@ -10,18 +10,17 @@ delete the branch, whatever happened before. The token is never logged or return
 from __future__ import annotations
 
 import base64
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.results import Evidence, Status
+from mirror_rollout.results import Evidence
 from tasks.e2e import checks
-from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_step, skipped
+from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_steps, skipped
 from tasks.e2e.oracle import baseline_bucket, describe_error, find_fp_events, verify_baseline
 
 DEFAULT_API = "https://api.github.com"
@@ -48,36 +47,41 @@ def latest_run(payload: dict[str, Any], name: str = CHECK_NAME) -> dict[str, Any
     return max(runs, key=lambda r: (r.get("started_at") or "", r.get("id") or 0), default=None)
 
 
+class GithubSettings(BaseModel):
+    """The test repository, how to reach it and how long to wait for its Oracle check run."""
+
+    repo: str  # owner/repo
+    token: SecretStr
+    api_base: str = DEFAULT_API
+    timeout_seconds: float = 900.0
+    poll_seconds: float = 10.0
+    check_name: str = CHECK_NAME
+
+
 class GithubDriver:
     def __init__(
         self,
         clients: AwsClients,
         environment: str,
-        repo: str,
-        token: SecretStr,
         run_id: str,
-        api_base: str = DEFAULT_API,
-        timeout_seconds: float = 900.0,
-        poll_seconds: float = 10.0,
+        settings: GithubSettings,
         sleep: Callable[[float], None] = time.sleep,
-        check_name: str = CHECK_NAME,
     ):
+        repo = settings.repo
         if repo.count("/") != 1:
             raise ValueError(f"github repository must be owner/repo, got {repo!r}")
-        self.clients = clients
-        self.environment = environment
+        self.clients, self.environment, self.run_id = clients, environment, run_id
         self.repo = repo
-        self.run_id = run_id
-        self.timeout = timeout_seconds
-        self.poll = poll_seconds
+        self.timeout = settings.timeout_seconds
+        self.poll = settings.poll_seconds
         self.sleep = sleep
-        self.check_name = check_name
+        self.check_name = settings.check_name
         self.branch = f"e2e/{run_id}"
         self.path = f"e2e/{run_id}.md"
         self._http = httpx.Client(
-            base_url=api_base.rstrip("/"),
+            base_url=settings.api_base.rstrip("/"),
             headers={
-                "Authorization": f"Bearer {token.get_secret_value()}",
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": "mirror-rollout-e2e",
@@ -110,19 +114,11 @@ class GithubDriver:
             ("verify FP events in fp-events table", self.verify_fp_events),
             ("verify baseline object in S3", self.verify_baseline),
         )
+        cleanup = (("close pull request", self.close_pr), ("delete branch", self.delete_branch))
         try:
-            blocked = ""
-            for name, body in main:
-                if blocked:
-                    self.steps.append(run_step(name, functools.partial(skipped, blocked)))
-                    continue
-                step = run_step(name, body, describe_http_error)
-                self.steps.append(step)
-                if step.status is Status.FAIL:
-                    blocked = f"not run: step '{name}' failed"
+            self.steps.extend(run_steps(main, describe_http_error, skip_after_failure=True))
         finally:
-            self.steps.append(run_step("close pull request", self.close_pr, describe_http_error))
-            self.steps.append(run_step("delete branch", self.delete_branch, describe_http_error))
+            self.steps.extend(run_steps(cleanup, describe_http_error))
             self._http.close()
         return self.steps
 

@@ -26,7 +26,7 @@ from mirror_rollout.results import CheckResult
 from mirror_rollout.target import RolloutTarget
 from tasks.common import calls_evidence, publish_or_fail, run_logger
 from tasks.e2e.checks import StepResult, to_check_results
-from tasks.e2e.github import DEFAULT_API, GithubDriver
+from tasks.e2e.github import DEFAULT_API, GithubDriver, GithubSettings
 from tasks.e2e.oracle import DEFAULT_ORG, OracleClient
 
 Driver = Literal["local", "github"]
@@ -56,38 +56,43 @@ def default_run_id() -> str:
     return uuid.uuid4().hex
 
 
+def github_settings(
+    repo: str | None, api: str | None, timeout_seconds: float, poll_seconds: float
+) -> GithubSettings:
+    """The github driver's settings, its token from ``GITHUB_TOKEN`` (never a parameter)."""
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not repo or not token:
+        raise ConfigError(
+            "the github E2E driver needs a test repository and a token",
+            f"pass github_repo=owner/repo and export {TOKEN_VARIABLE}",
+        )
+    return GithubSettings(
+        repo=repo,
+        token=SecretStr(token),
+        api_base=api or DEFAULT_API,
+        timeout_seconds=timeout_seconds,
+        poll_seconds=poll_seconds,
+    )
+
+
 def run_driver(
     clients: AwsClients,
     environment: str,
     driver: str,
     run_id: str,
-    github_repo: str | None = None,
-    github_api: str | None = None,
     org_id: str = DEFAULT_ORG,
-    timeout_seconds: float = 900.0,
-    poll_seconds: float = 10.0,
+    github: GithubSettings | None = None,
 ) -> tuple[list[StepResult], list[dict[str, Any]], str | None]:
     """The steps of ``driver``, the FP event items it read back and the baseline key."""
     if driver == "local":
         oracle = OracleClient(clients, environment, run_id, org_id=org_id)
         return oracle.run(), oracle.read_back, oracle.baseline_key
     if driver == "github":
-        token = os.environ.get(TOKEN_VARIABLE)
-        if not github_repo or not token:
+        if github is None:
             raise ConfigError(
-                "the github E2E driver needs a test repository and a token",
-                f"pass github_repo=owner/repo and export {TOKEN_VARIABLE}",
+                "the github E2E driver needs its settings", "pass github=github_settings(...)"
             )
-        gh = GithubDriver(
-            clients,
-            environment,
-            github_repo,
-            SecretStr(token),
-            run_id,
-            api_base=github_api or DEFAULT_API,
-            timeout_seconds=timeout_seconds,
-            poll_seconds=poll_seconds,
-        )
+        gh = GithubDriver(clients, environment, run_id, github)
         steps = gh.run()
         return steps, gh.fp_events, (gh.report or {}).get("baselineKey")
     raise ConfigError(f"unknown E2E driver {driver!r}", "use driver='local' or 'github'")
@@ -111,17 +116,12 @@ def e2e_cycle(
     environment, backend = target.environment, target.backend
     run_id = run_id or default_run_id()
     clients = AwsClients.of(target)
-    steps, fp_events, key = run_driver(
-        clients,
-        environment,
-        driver,
-        run_id,
-        github_repo,
-        github_api,
-        org_id,
-        timeout_seconds,
-        poll_seconds,
+    github = (
+        github_settings(github_repo, github_api, timeout_seconds, poll_seconds)
+        if driver == "github"
+        else None
     )
+    steps, fp_events, key = run_driver(clients, environment, driver, run_id, org_id, github)
     results = to_check_results(steps)
     results[-1].evidence.append(
         calls_evidence(
