@@ -428,6 +428,20 @@ def cleanup_runs(rotation_id: str):
     return [r for r in runs if (r.parameters or {}).get("rotation_id") == rotation_id]
 
 
+def run_as_worker(scheduled):
+    """Execute exactly the cleanup flow run a rotation scheduled, as a worker would; its state."""
+    from prefect.flow_engine import run_flow
+
+    from flows.nonce_rotation import nonce_grace_cleanup
+
+    return run_flow(
+        nonce_grace_cleanup,
+        flow_run=scheduled,
+        parameters=scheduled.parameters,
+        return_type="state",
+    )
+
+
 @flow(name="test-nonce-bootstrap")
 def bootstrap_flow() -> list:
     from tasks.nonce.task import nonce_bootstrap
@@ -650,21 +664,13 @@ def test_rotation_keeps_both_versions_for_the_grace_period_and_schedules_cleanup
 def test_scheduled_cleanup_run_deletes_the_old_version_after_the_grace(
     live_nonce, cleanup_deployment, debug_logs
 ):
-    from prefect.flow_engine import run_flow
-
-    from flows.nonce_rotation import nonce_grace_cleanup, nonce_rotation
+    from flows.nonce_rotation import nonce_rotation
 
     state, run_id = run_flow_state(nonce_rotation, environment=ENV, grace_seconds=1)
     assert state.is_completed(), state.message
     (scheduled,) = cleanup_runs(run_id)
     time.sleep(1.5)
-    # execute exactly the flow run the rotation scheduled, as a worker/serve process would
-    final = run_flow(
-        nonce_grace_cleanup,
-        flow_run=scheduled,
-        parameters=scheduled.parameters,
-        return_type="state",
-    )
+    final = run_as_worker(scheduled)
     assert final.is_completed(), final.message
     assert sorted(live_nonce.values()) == [2]
     from prefect import get_client
