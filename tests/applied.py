@@ -36,6 +36,20 @@ def state_document(env: str, spec: BackendSpec | None = None) -> dict[str, Any] 
     return json.loads(body)
 
 
+def nonce_values(env: str) -> list[str]:
+    """The values of every nonce version of ``env`` in moto's SSM."""
+    ssm = _client("ssm")
+    names = [
+        p["Name"]
+        for p in ssm.describe_parameters(
+            ParameterFilters=[
+                {"Key": "Name", "Option": "BeginsWith", "Values": [f"/guardian/{env}/"]}
+            ]
+        )["Parameters"]
+    ]
+    return [ssm.get_parameter(Name=n, WithDecryption=True)["Parameter"]["Value"] for n in names]
+
+
 def state_serial(env: str, spec: BackendSpec | None = None) -> int | None:
     state = state_document(env, spec)
     return None if state is None else int(state["serial"])
