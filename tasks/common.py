@@ -8,12 +8,19 @@ itself (``clients.calls``); these helpers turn them into evidence.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from prefect import Task, task
 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
+from mirror_rollout.retries import retry_if_transient
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def calls_observed(clients: AwsClients) -> dict[str, Any]:
@@ -65,3 +72,19 @@ def publish_or_fail(
         results, problem, f"see the {key} artifact" + (f"; {fix}" if fix else ""), with_ids=with_ids
     )
     return results
+
+
+def aws_task(
+    name: str, retry_delay_seconds: list[float], **options: Any
+) -> Callable[[Callable[P, R]], Task[P, R]]:
+    """The task decorator of a step that reads or changes one target's AWS resources: run as
+    ``{name}-{environment}``, retried once per delay only when AWS throttled or did not
+    answer (any other error is the step's finding)."""
+    return task(
+        name=name,
+        task_run_name=f"{name}-{{target.environment}}",
+        retries=len(retry_delay_seconds),
+        retry_delay_seconds=retry_delay_seconds,
+        retry_condition_fn=retry_if_transient,
+        **options,
+    )

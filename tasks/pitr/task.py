@@ -10,9 +10,9 @@ from prefect import task
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import CheckResult, Evidence
-from mirror_rollout.retries import error_code, retry_if_transient
+from mirror_rollout.retries import error_code
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_evidence, now, publish_or_fail, run_logger
+from tasks.common import aws_task, calls_evidence, now, publish_or_fail, run_logger
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
     TableProbe,
@@ -126,13 +126,7 @@ def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
 
 
 # Idempotent: a retry re-reads and enables only where PITR is still off.
-@task(
-    name="pitr",
-    task_run_name="pitr-{target.environment}",
-    retries=2,
-    retry_delay_seconds=[5, 20],
-    retry_condition_fn=retry_if_transient,
-)
+@aws_task("pitr", retry_delay_seconds=[5, 20])
 def pitr(
     target: RolloutTarget, max_attempts: int = 8, backoff_seconds: float = 2.0
 ) -> list[CheckResult]:

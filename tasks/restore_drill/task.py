@@ -17,7 +17,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mirror_rollout import contract
@@ -25,9 +24,9 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed, failure_results, publish
 from mirror_rollout.results import CheckResult, Evidence
-from mirror_rollout.retries import error_code, retry_if_transient
+from mirror_rollout.retries import error_code
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_evidence, iso, run_logger
+from tasks.common import aws_task, calls_evidence, iso, run_logger
 from tasks.restore_drill.checks import (
     TableDrill,
     compare,
@@ -327,14 +326,7 @@ class DrillFailed(ValidationFailed):
         )
 
 
-@task(
-    name="restore-drill",
-    task_run_name="restore-drill-{target.environment}",
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+@aws_task("restore-drill", retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
 def restore_drill(
     target: RolloutTarget,
     run_id: str | None = None,
