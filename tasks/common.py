@@ -8,6 +8,7 @@ itself (``clients.calls``); these helpers turn them into evidence.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -35,6 +36,18 @@ def iso(value: Any) -> Any:
 
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def default_run_id() -> str:
+    """The flow run id inside a run, else a fresh id (names what a run creates, e.g. drill copies)."""
+    try:
+        from prefect.runtime import flow_run
+
+        if flow_run.id:
+            return str(flow_run.id)
+    except Exception:  # pragma: no cover - runtime lookups never fail in practice
+        pass
+    return uuid.uuid4().hex
 
 
 def run_logger() -> logging.Logger | logging.LoggerAdapter:

@@ -13,7 +13,6 @@ The task returns an ``E2EOutcome``: ``results`` (E2E-001.. one per step) and ``f
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any, Literal
 
 from prefect import task
@@ -24,7 +23,7 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import CheckResult
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_evidence, publish_or_fail, run_logger
+from tasks.common import calls_evidence, default_run_id, publish_or_fail, run_logger
 from tasks.e2e.checks import StepResult, to_check_results
 from tasks.e2e.github import DEFAULT_API, GithubDriver, GithubSettings
 from tasks.e2e.oracle import DEFAULT_ORG, OracleClient
@@ -42,18 +41,6 @@ class E2EOutcome(BaseModel):
     results: list[CheckResult]
     fp_events: list[dict[str, Any]] = Field(default_factory=list)
     baseline_key: str | None = None
-
-
-def default_run_id() -> str:
-    """The flow run id inside a run, else a fresh id."""
-    try:
-        from prefect.runtime import flow_run
-
-        if flow_run.id:
-            return str(flow_run.id)
-    except Exception:  # pragma: no cover - runtime lookups never fail in practice
-        pass
-    return uuid.uuid4().hex
 
 
 def github_settings(

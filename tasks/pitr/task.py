@@ -13,14 +13,8 @@ from mirror_rollout.results import CheckResult, Evidence
 from mirror_rollout.retries import error_code
 from mirror_rollout.target import RolloutTarget
 from tasks.common import aws_task, calls_evidence, now, publish_or_fail, run_logger
-from tasks.pitr.checks import (
-    ENABLED_BY_ROLLOUT,
-    TableProbe,
-    backoff_delays,
-    judge,
-    next_action,
-    pitr_description,
-)
+from tasks.pitr import checks
+from tasks.pitr.checks import TableProbe
 
 MISSING_TABLE = {"TableNotFoundException", "ResourceNotFoundException"}
 #: Still settling after an enable: try the update again on the next attempt.
@@ -45,7 +39,7 @@ def verify_pitr(
     logger = run_logger()
     probes = {spec.key: TableProbe(spec.name(environment)) for spec in contract.TABLES}
     pending = list(probes.values())
-    delays = backoff_delays(max_attempts, backoff_seconds, max_backoff_seconds)
+    delays = checks.backoff_delays(max_attempts, backoff_seconds, max_backoff_seconds)
     attempt = 0
     for attempt in range(1, max_attempts + 1):
         still: list[TableProbe] = []
@@ -61,15 +55,17 @@ def verify_pitr(
                     source=source, observed={"attempt": attempt, "error": code}
                 )
                 continue
-            probe.last = desc = pitr_description(response)
+            probe.last = desc = checks.pitr_description(response)
             probe.reads.append(Evidence(source=source, observed={"attempt": attempt, **desc}))
-            action = next_action(desc)
+            action = checks.next_action(desc)
             if action == "enable":
                 if not enable:
                     continue
                 if not _enable(ddb, probe, region, attempt):
                     continue
-                logger.warning("PITR was DISABLED on %s: %s", probe.table, ENABLED_BY_ROLLOUT)
+                logger.warning(
+                    "PITR was DISABLED on %s: %s", probe.table, checks.ENABLED_BY_ROLLOUT
+                )
             if action != "done":
                 still.append(probe)
         pending = still
@@ -85,7 +81,7 @@ def verify_pitr(
                 delay,
             )
             sleep(delay)
-    results = [judge(probe, attempt) for probe in probes.values()]
+    results = [checks.judge(probe, attempt) for probe in probes.values()]
     results[-1].evidence.append(calls_evidence(clients, attempts=attempt))
     return results
 
@@ -115,9 +111,9 @@ def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
             source=source,
             observed={
                 "attempt": attempt,
-                "action": ENABLED_BY_ROLLOUT,
+                "action": checks.ENABLED_BY_ROLLOUT,
                 "previous": "DISABLED",
-                "returned": pitr_description(response)["PointInTimeRecoveryStatus"],
+                "returned": checks.pitr_description(response)["PointInTimeRecoveryStatus"],
             },
             at=now(),
         )

@@ -26,7 +26,7 @@ from mirror_rollout.evidence import ValidationFailed, failure_results, publish
 from mirror_rollout.results import CheckResult, Evidence
 from mirror_rollout.retries import error_code
 from mirror_rollout.target import RolloutTarget
-from tasks.common import aws_task, calls_evidence, iso, run_logger
+from tasks.common import aws_task, calls_evidence, default_run_id, iso, run_logger
 from tasks.restore_drill.checks import (
     TableDrill,
     compare,
@@ -334,29 +334,23 @@ def restore_drill(
     restorable_wait_seconds: float = 900.0,
 ) -> list[CheckResult]:
     """Restore each table to T into a drill copy, compare, delete; artifact ``{env}-restore-drill``."""
-    environment, backend = target.environment, target.backend
-    from tasks.e2e.task import default_run_id
-
-    clients = AwsClients.of(target)
+    key = f"{target.environment}-restore-drill"
+    what = f"PITR restore drill of the {target.environment} tables ({target.backend})"
     try:
         results = run_drill(
-            clients,
-            environment,
+            AwsClients.of(target),
+            target.environment,
             run_id or default_run_id(),
             active_timeout_seconds,
             restorable_wait_seconds,
         )
-    except DrillFailed as failed:
-        publish(f"{environment}-restore-drill", failed.results or [], _what(environment, backend))
+    except DrillFailed as failed:  # published too: the results say per table what happened
+        publish(key, failed.results or [], what)
         raise
-    publish(f"{environment}-restore-drill", results, _what(environment, backend))
+    publish(key, results, what)
     if any(r.blocking for r in results):
         raise DrillFailed(results)
     return results
-
-
-def _what(environment: str, backend: str) -> str:
-    return f"PITR restore drill of the {environment} tables ({backend})"
 
 
 def run_restore_drill(target: RolloutTarget, requested: bool | None) -> list[CheckResult]:
