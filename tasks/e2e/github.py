@@ -103,6 +103,10 @@ class GithubDriver:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str]:
+        """The answer of one repository request, and the request as evidence names it."""
+        return self._api(method, path, **kwargs), f"github {method} /repos/{self.repo}{path}"
+
     # -- driver ------------------------------------------------------------------------------
     def run(self) -> list[StepResult]:
         main = (
@@ -126,18 +130,15 @@ class GithubDriver:
     def create_branch(self) -> Verdict:
         self.default_branch = self._api("GET", "")["default_branch"]
         base = self._api("GET", f"/git/ref/heads/{self.default_branch}")["object"]["sha"]
-        self._api("POST", "/git/refs", json={"ref": f"refs/heads/{self.branch}", "sha": base})
+        ref = {"ref": f"refs/heads/{self.branch}", "sha": base}
+        _, source = self._request("POST", "/git/refs", json=ref)
         self.branch_created = True
-        return passed(
-            f"{self.branch} from {self.default_branch}@{base[:12]}",
-            f"{self.repo}:{self.branch}",
-            source=f"github POST /repos/{self.repo}/git/refs",
-            base_sha=base,
-        )
+        summary = f"{self.branch} from {self.default_branch}@{base[:12]}"
+        return passed(summary, f"{self.repo}:{self.branch}", source=source, base_sha=base)
 
     def commit_file(self) -> Verdict:
         content = f"# E2E run {self.run_id}\n\nOpened by mirror-rollout to exercise the Oracle.\n"
-        body = self._api(
+        body, source = self._request(
             "PUT",
             f"/contents/{self.path}",
             json={
@@ -147,15 +148,11 @@ class GithubDriver:
             },
         )
         self.head_sha = body["commit"]["sha"]
-        return passed(
-            f"committed {self.path} as {self.head_sha[:12]}",
-            f"{self.repo}:{self.path}",
-            source=f"github PUT /repos/{self.repo}/contents/{self.path}",
-            commit=self.head_sha,
-        )
+        summary = f"committed {self.path} as {self.head_sha[:12]}"
+        return passed(summary, f"{self.repo}:{self.path}", source=source, commit=self.head_sha)
 
     def open_pull_request(self) -> Verdict:
-        pr = self._api(
+        pr, source = self._request(
             "POST",
             "/pulls",
             json={
@@ -170,7 +167,7 @@ class GithubDriver:
         return passed(
             f"PR #{self.pr_number} head {str(self.head_sha)[:12]}",
             f"{self.repo}#{self.pr_number}",
-            source=f"github POST /repos/{self.repo}/pulls",
+            source=source,
             number=self.pr_number,
             head_sha=self.head_sha,
             url=pr.get("html_url"),
@@ -256,23 +253,15 @@ class GithubDriver:
     def close_pr(self) -> Verdict:
         if self.pr_number is None:
             return skipped("no pull request was opened")
-        pr = self._api("PATCH", f"/pulls/{self.pr_number}", json={"state": "closed"})
+        pr, source = self._request("PATCH", f"/pulls/{self.pr_number}", json={"state": "closed"})
         state = (pr or {}).get("state")
         if state != "closed":
             return failed(f"PR #{self.pr_number} is {state!r} after closing")
-        return passed(
-            f"closed PR #{self.pr_number}",
-            f"{self.repo}#{self.pr_number}",
-            source=f"github PATCH /repos/{self.repo}/pulls/{self.pr_number}",
-            state=state,
-        )
+        pr_name = f"{self.repo}#{self.pr_number}"
+        return passed(f"closed PR #{self.pr_number}", pr_name, source=source, state=state)
 
     def delete_branch(self) -> Verdict:
         if not self.branch_created:
             return skipped("no branch was created")
-        self._api("DELETE", f"/git/refs/heads/{self.branch}")
-        return passed(
-            f"deleted {self.branch}",
-            f"{self.repo}:{self.branch}",
-            source=f"github DELETE /repos/{self.repo}/git/refs/heads/{self.branch}",
-        )
+        _, source = self._request("DELETE", f"/git/refs/heads/{self.branch}")
+        return passed(f"deleted {self.branch}", f"{self.repo}:{self.branch}", source=source)
