@@ -6,7 +6,14 @@ from mirror_rollout import markdown as md
 from mirror_rollout.provisioners.base import PlanResult
 from mirror_rollout.results import CheckResult, Status
 
-_ORDER: dict[str, int] = {"replace": 0, "delete": 1, "create": 2, "update": 3, "no-op": 4, "read": 5}
+_ORDER: dict[str, int] = {
+    "replace": 0,
+    "delete": 1,
+    "create": 2,
+    "update": 3,
+    "no-op": 4,
+    "read": 5,
+}
 
 
 def review_markdown(plan: PlanResult, guardrails: list[CheckResult] | None = None) -> str:
