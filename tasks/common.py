@@ -1,4 +1,5 @@
-"""What every runbook step's task shares: its logger, its clock, its API-call evidence.
+"""What every runbook step's task shares: its logger, its clock, its API-call evidence,
+its run id, the decorator of a per-target AWS task and the publish-or-fail tail.
 
 The one shared module of tasks/ (docs/ARCHITECTURE.md): a helper two steps need lives
 here or in the core, never inside one step. API calls are counted by ``AwsClients``
