@@ -118,33 +118,53 @@ def interrupted_rotation(state: NonceState) -> str | None:
     """The rotation id of the version in grace if its flow run ended without scheduling
     the grace cleanup (it failed after creating the version), else None."""
     from prefect import get_client
+
+    rotation_id = state.grace.rotation_id if state.grace else None
+    run_id = _flow_run_id(rotation_id)
+    if rotation_id is None or run_id is None:
+        return None
+    with get_client(sync_client=True) as client:
+        interrupted = _ended_unfinished(client, run_id) and not _cleanup_scheduled(
+            client, rotation_id
+        )
+    return rotation_id if interrupted else None
+
+
+def _flow_run_id(rotation_id: str | None) -> UUID | None:
+    """The rotation id as the flow run id it is; None when it is not one."""
+    if not rotation_id:
+        return None
+    try:
+        return UUID(rotation_id)
+    except ValueError:
+        return None
+
+
+def _ended_unfinished(client: Any, run_id: UUID) -> bool:
+    """The flow run ended and did not complete (a run still going, or done, has or will
+    have scheduled its cleanup)."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        run = client.read_flow_run(run_id)
+    except ObjectNotFound:
+        return False
+    return run.state is not None and run.state.is_final() and not run.state.is_completed()
+
+
+def _cleanup_scheduled(client: Any, rotation_id: str) -> bool:
+    """A grace cleanup run of rotation ``rotation_id`` exists (in any state)."""
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.exceptions import ObjectNotFound
 
-    grace = state.grace
-    if grace is None or not grace.rotation_id:
-        return None
     try:
-        run_id = UUID(grace.rotation_id)
-    except ValueError:
-        return None
-    with get_client(sync_client=True) as client:
-        try:
-            run = client.read_flow_run(run_id)
-        except ObjectNotFound:
-            return None
-        if run.state is None or not run.state.is_final() or run.state.is_completed():
-            return None  # still running, or done (and its cleanup scheduled)
-        try:
-            deployment = client.read_deployment_by_name(CLEANUP_DEPLOYMENT)
-        except ObjectNotFound:
-            return grace.rotation_id  # nothing can have been scheduled
-        cleanups = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
-        )
-    if any((r.parameters or {}).get("rotation_id") == grace.rotation_id for r in cleanups):
-        return None
-    return grace.rotation_id
+        deployment = client.read_deployment_by_name(CLEANUP_DEPLOYMENT)
+    except ObjectNotFound:
+        return False  # no deployment: nothing can have been scheduled
+    cleanups = client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+    )
+    return any((r.parameters or {}).get("rotation_id") == rotation_id for r in cleanups)
 
 
 def cancel_scheduled_cleanup(rotation_id: str, reason: str) -> list[str]:

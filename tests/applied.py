@@ -36,6 +36,20 @@ def state_document(env: str, spec: BackendSpec | None = None) -> dict[str, Any] 
     return json.loads(body)
 
 
+def nonce_values(env: str) -> list[str]:
+    """The values of every nonce version of ``env`` in moto's SSM."""
+    ssm = _client("ssm")
+    names = [
+        p["Name"]
+        for p in ssm.describe_parameters(
+            ParameterFilters=[
+                {"Key": "Name", "Option": "BeginsWith", "Values": [f"/guardian/{env}/"]}
+            ]
+        )["Parameters"]
+    ]
+    return [ssm.get_parameter(Name=n, WithDecryption=True)["Parameter"]["Value"] for n in names]
+
+
 def state_serial(env: str, spec: BackendSpec | None = None) -> int | None:
     state = state_document(env, spec)
     return None if state is None else int(state["serial"])
@@ -69,6 +83,8 @@ SHARED_STAGING_MODULES = (
     "test_restore_drill.py",
 )
 ENV = "staging"
+#: The start of every project resource name in staging.
+PREFIX = f"mirror-dissonance-{ENV}-"
 
 
 @dataclass
@@ -135,7 +151,7 @@ def _client(service: str):
 
 
 def _alarm_states() -> dict[str, str]:
-    alarms = _client("cloudwatch").describe_alarms(AlarmNamePrefix=f"mirror-dissonance-{ENV}-")
+    alarms = _client("cloudwatch").describe_alarms(AlarmNamePrefix=PREFIX)
     return {a["AlarmName"]: a["StateValue"] for a in alarms["MetricAlarms"]}
 
 
@@ -161,12 +177,20 @@ def _tracked(state: dict[str, Any], resource_type: str) -> set[str]:
 
 
 def _remove_what_tests_added() -> None:
-    prefix = f"mirror-dissonance-{ENV}-"
     state = state_document(ENV) or {}
+    _empty_tables(state)
+    _remove_nonce_versions(state)
+    _empty_buckets(state)
+    _remove_probe_queues()
+    _remove_subscriptions_and_topics(state)
+
+
+def _empty_tables(state: dict[str, Any]) -> None:
+    """Tables state does not track are deleted; the tracked ones lose every item."""
     tables = _tracked(state, "aws_dynamodb_table")
     dynamodb = _client("dynamodb")
     for name in dynamodb.list_tables()["TableNames"]:
-        if not name.startswith(prefix):
+        if not name.startswith(PREFIX):
             continue
         if name not in tables:
             dynamodb.delete_table(TableName=name)
@@ -178,6 +202,9 @@ def _remove_what_tests_added() -> None:
         for page in dynamodb.get_paginator("scan").paginate(TableName=name):
             for item in page["Items"]:
                 dynamodb.delete_item(TableName=name, Key={k: item[k] for k in keys})
+
+
+def _remove_nonce_versions(state: dict[str, Any]) -> None:
     ssm = _client("ssm")
     parameters = _tracked(state, "aws_ssm_parameter")
     for page in ssm.get_paginator("describe_parameters").paginate():
@@ -187,14 +214,23 @@ def _remove_what_tests_added() -> None:
                 and parameter["Name"] not in parameters
             ):
                 ssm.delete_parameter(Name=parameter["Name"])
+
+
+def _empty_buckets(state: dict[str, Any]) -> None:
     s3 = _client("s3")
     for bucket in _tracked(state, "aws_s3_bucket"):
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             for version in page.get("Versions", []) + page.get("DeleteMarkers", []):
                 s3.delete_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])
+
+
+def _remove_probe_queues() -> None:
     sqs = _client("sqs")
     for url in sqs.list_queues().get("QueueUrls", []):
         sqs.delete_queue(QueueUrl=url)
+
+
+def _remove_subscriptions_and_topics(state: dict[str, Any]) -> None:
     sns = _client("sns")
     subscriptions = _tracked(state, "aws_sns_topic_subscription")
     topics = _tracked(state, "aws_sns_topic")
@@ -206,5 +242,5 @@ def _remove_what_tests_added() -> None:
     for page in sns.get_paginator("list_topics").paginate():
         for topic in page["Topics"]:
             arn = topic["TopicArn"]
-            if arn.rsplit(":", 1)[-1].startswith(prefix) and arn not in topics:
+            if arn.rsplit(":", 1)[-1].startswith(PREFIX) and arn not in topics:
                 sns.delete_topic(TopicArn=arn)

@@ -193,6 +193,16 @@ class FlowCase:
     expect: str
 
 
+def rotation_case(name: str, expect: str, **params) -> FlowCase:
+    """A bad parameter of nonce-rotation on staging."""
+    return FlowCase(
+        f"rotation-{name}",
+        "nonce_rotation:nonce_rotation",
+        {"environment": "staging", **params},
+        expect,
+    )
+
+
 FLOW_CASES = [
     FlowCase("rollout-unknown-env", "rollout:infra_rollout", {"environment": "qa"}, "'qa'"),
     FlowCase("rollout-unknown-backend", "rollout:infra_rollout", {"backend": "gcp"}, "'gcp'"),
@@ -235,36 +245,13 @@ FLOW_CASES = [
     FlowCase(
         "rotation-unknown-env", "nonce_rotation:nonce_rotation", {"environment": "qa"}, "'qa'"
     ),
-    FlowCase(
-        "rotation-region-typo",
-        "nonce_rotation:nonce_rotation",
-        {"environment": "staging", "region": "us-est-1"},
-        "unknown AWS region 'us-est-1'",
+    rotation_case("region-typo", "unknown AWS region 'us-est-1'", region="us-est-1"),
+    rotation_case("from-version-zero", "from_version must be 1 or more, got 0", from_version=0),
+    rotation_case(
+        "from-version-negative", "from_version must be 1 or more, got -1", from_version=-1
     ),
-    FlowCase(
-        "rotation-from-version-zero",
-        "nonce_rotation:nonce_rotation",
-        {"environment": "staging", "from_version": 0},
-        "from_version must be 1 or more, got 0",
-    ),
-    FlowCase(
-        "rotation-from-version-negative",
-        "nonce_rotation:nonce_rotation",
-        {"environment": "staging", "from_version": -1},
-        "from_version must be 1 or more, got -1",
-    ),
-    FlowCase(
-        "rotation-from-version-missing",
-        "nonce_rotation:nonce_rotation",
-        {"environment": "staging", "from_version": 7},
-        "v7",
-    ),
-    FlowCase(
-        "rotation-grace-negative",
-        "nonce_rotation:nonce_rotation",
-        {"environment": "staging", "grace_seconds": -60},
-        "grace",
-    ),
+    rotation_case("from-version-missing", "v7", from_version=7),
+    rotation_case("grace-negative", "grace", grace_seconds=-60),
     FlowCase(
         "cleanup-version-zero",
         "nonce_rotation:nonce_grace_cleanup",

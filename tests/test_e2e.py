@@ -21,7 +21,8 @@ from mirror_rollout.target import sandbox_target
 from tasks.e2e import checks
 from tasks.e2e.github import latest_run
 from tasks.e2e.oracle import OracleClient
-from tests.applied import shared_staging
+from tests.applied import nonce_values, shared_staging
+from tests.artifacts import latest_artifact
 from tests.aws_inventory import client
 from tests.local_http import JsonHandler
 
@@ -157,31 +158,12 @@ def staging(sandbox, prefect_api, tmp_path_factory):
     return applied.outputs
 
 
-def nonce_values() -> list[str]:
-    ssm = client("ssm")
-    names = [
-        p["Name"]
-        for p in ssm.describe_parameters(
-            ParameterFilters=[
-                {"Key": "Name", "Option": "BeginsWith", "Values": [f"/guardian/{ENV}/"]}
-            ]
-        )["Parameters"]
-    ]
-    values = [ssm.get_parameter(Name=n, WithDecryption=True)["Parameter"]["Value"] for n in names]
-    assert values and all(contract.NONCE_VALUE.match(v) for v in values)
-    return values
-
-
-def latest_artifact(key: str) -> str:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as c:
-        found = c.read_latest_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
-        )
-    assert found, f"no artifact {key}"
-    return f"{found[0].description}\n{found[0].data}"
+def assert_no_nonce_value_in(*texts: str) -> None:
+    values = nonce_values(ENV)
+    assert values and all(contract.NONCE_VALUE.match(v) for v in values)  # real ones were read
+    for value in values:
+        for text in texts:
+            assert value not in text
 
 
 def counter_item(key: str) -> dict:
@@ -273,10 +255,9 @@ def test_local_cycle_passes_every_step(staging, caplog):
     # no nonce value anywhere
     artifact = latest_artifact(f"{ENV}-e2e")
     assert "E2E-008" in artifact
-    texts = [caplog.text, artifact, repr(first), first.model_dump_json(), json.dumps(report)]
-    for value in nonce_values():
-        for text in texts:
-            assert value not in text
+    assert_no_nonce_value_in(
+        caplog.text, artifact, repr(first), first.model_dump_json(), json.dumps(report)
+    )
 
 
 def test_fp_events_feed_the_expectations_suite(staging, tmp_path):
@@ -348,38 +329,59 @@ class FakeGithub:
 
     def route(self, method: str, path: str, body: dict):
         repo = "/repos/PhaseMirror/Phase-Mirror-Test"
-        if not path.startswith(repo):
-            return 404, {"message": "Not Found"}
-        path = path[len(repo) :]
-        if method == "GET" and path == "":
-            return 200, {"default_branch": "main"}
-        if method == "GET" and path.startswith("/git/ref/heads/"):
-            return 200, {"object": {"sha": self.branches[path.rsplit("/heads/", 1)[1]]}}
-        if method == "POST" and path == "/git/refs":
-            self.branches[body["ref"].removeprefix("refs/heads/")] = body["sha"]
-            return 201, {"ref": body["ref"]}
-        if method == "PUT" and path.startswith("/contents/"):
-            self.branches[body["branch"]] = "head111"
-            return 201, {"commit": {"sha": "head111"}}
-        if method == "POST" and path == "/pulls":
-            self.pr_state = "open"
-            self.oracle_runs()
-            return 201, {"number": 7, "head": {"sha": self.branches[body["head"]]}}
-        if method == "GET" and path == "/commits/head111/check-runs":
-            self.polls += 1
-            run = {"id": 99, "name": "Oracle", "started_at": "2026-11-27T12:00:00Z"}
-            if self.polls < 2:
-                run |= {"status": "in_progress", "conclusion": None}
-            else:
-                run |= {"status": "completed", "conclusion": self.conclusion, "output": self.output}
-            return 200, {"total_count": 1, "check_runs": [run]}
-        if method == "PATCH" and path == "/pulls/7":
-            self.pr_state = body.get("state", self.pr_state)
-            return 200, {"number": 7, "state": self.pr_state}
-        if method == "DELETE" and path.startswith("/git/refs/heads/"):
-            self.branches.pop(path.removeprefix("/git/refs/heads/"), None)
-            return 204, None
+        if path.startswith(repo):
+            for verb, pattern, answer in self.ROUTES:
+                if verb == method and re.fullmatch(pattern, path[len(repo) :]):
+                    return answer(self, path[len(repo) :], body)
         return 404, {"message": "Not Found"}
+
+    def _repository(self, path: str, body: dict):
+        return 200, {"default_branch": "main"}
+
+    def _ref(self, path: str, body: dict):
+        return 200, {"object": {"sha": self.branches[path.rsplit("/heads/", 1)[1]]}}
+
+    def _create_ref(self, path: str, body: dict):
+        self.branches[body["ref"].removeprefix("refs/heads/")] = body["sha"]
+        return 201, {"ref": body["ref"]}
+
+    def _commit(self, path: str, body: dict):
+        self.branches[body["branch"]] = "head111"
+        return 201, {"commit": {"sha": "head111"}}
+
+    def _open_pull(self, path: str, body: dict):
+        self.pr_state = "open"
+        self.oracle_runs()
+        return 201, {"number": 7, "head": {"sha": self.branches[body["head"]]}}
+
+    def _check_runs(self, path: str, body: dict):
+        self.polls += 1
+        run = {"id": 99, "name": "Oracle", "started_at": "2026-11-27T12:00:00Z"}
+        if self.polls < 2:
+            run |= {"status": "in_progress", "conclusion": None}
+        else:
+            run |= {"status": "completed", "conclusion": self.conclusion, "output": self.output}
+        return 200, {"total_count": 1, "check_runs": [run]}
+
+    def _update_pull(self, path: str, body: dict):
+        self.pr_state = body.get("state", self.pr_state)
+        return 200, {"number": 7, "state": self.pr_state}
+
+    def _delete_ref(self, path: str, body: dict):
+        self.branches.pop(path.removeprefix("/git/refs/heads/"), None)
+        return 204, None
+
+    #: (method, path below the repository, answer): the endpoints the driver uses.
+    ROUTES = (
+        ("GET", "", _repository),
+        ("GET", "/git/ref/heads/.*", _ref),
+        ("POST", "/git/refs", _create_ref),
+        ("PUT", "/contents/.*", _commit),
+        ("POST", "/pulls", _open_pull),
+        ("GET", "/commits/head111/check-runs", _check_runs),
+        ("PATCH", "/pulls/7", _update_pull),
+        ("DELETE", "/git/refs/heads/.*", _delete_ref),
+    )
 
     def oracle_runs(self):
         if self.conclusion != "success":
@@ -394,6 +396,21 @@ class FakeGithub:
             "summary": "Oracle report",
             "text": f"```json\n{json.dumps(report)}\n```",
         }
+
+
+def run_github_cycle(fake: FakeGithub, run_id: str, timeout_seconds: float = 10):
+    """The E2E task with the github driver against ``fake`` (polling it every 50 ms)."""
+    from tasks.e2e.task import e2e_cycle
+
+    return e2e_cycle.fn(
+        sandbox_target(ENV, REGION),
+        driver="github",
+        run_id=run_id,
+        github_repo="PhaseMirror/Phase-Mirror-Test",
+        github_api=fake.url,
+        poll_seconds=0.05,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 @pytest.fixture
@@ -411,19 +428,9 @@ def fake_github(monkeypatch):
 
 
 def test_github_driver_passes_and_cleans_up(staging, fake_github, caplog):
-    from tasks.e2e.task import e2e_cycle
-
     caplog.set_level(logging.DEBUG)
     fake = fake_github("success")
-    outcome = e2e_cycle.fn(
-        sandbox_target(ENV, REGION),
-        driver="github",
-        run_id="gh-1",
-        github_repo="PhaseMirror/Phase-Mirror-Test",
-        github_api=fake.url,
-        poll_seconds=0.05,
-        timeout_seconds=10,
-    )
+    outcome = run_github_cycle(fake, "gh-1")
     statuses = [(r.title, r.status) for r in outcome.results]
     assert all(s is Status.PASS for _, s in statuses), statuses
     assert len(outcome.results) == 9
@@ -439,19 +446,9 @@ def test_github_driver_passes_and_cleans_up(staging, fake_github, caplog):
 
 
 def test_github_driver_fails_on_a_failing_oracle_and_still_closes(staging, fake_github):
-    from tasks.e2e.task import e2e_cycle
-
     fake = fake_github("failure")
     with pytest.raises(ValidationFailed) as failed:
-        e2e_cycle.fn(
-            sandbox_target(ENV, REGION),
-            driver="github",
-            run_id="gh-2",
-            github_repo="PhaseMirror/Phase-Mirror-Test",
-            github_api=fake.url,
-            poll_seconds=0.05,
-            timeout_seconds=10,
-        )
+        run_github_cycle(fake, "gh-2")
     by_title = {r.title: r for r in failed.value.results}
     assert by_title["wait for Oracle check run"].status is Status.FAIL
     assert "failure" in by_title["wait for Oracle check run"].message
@@ -463,21 +460,11 @@ def test_github_driver_fails_on_a_failing_oracle_and_still_closes(staging, fake_
 
 
 def test_github_driver_times_out_bounded_and_closes(staging, fake_github):
-    from tasks.e2e.task import e2e_cycle
-
     fake = fake_github("success")
     fake.polls = -10_000  # stays in progress
     fake.oracle_runs = lambda: None
     with pytest.raises(ValidationFailed) as failed:
-        e2e_cycle.fn(
-            sandbox_target(ENV, REGION),
-            driver="github",
-            run_id="gh-3",
-            github_repo="PhaseMirror/Phase-Mirror-Test",
-            github_api=fake.url,
-            poll_seconds=0.05,
-            timeout_seconds=0.3,
-        )
+        run_github_cycle(fake, "gh-3", timeout_seconds=0.3)
     wait = {r.title: r for r in failed.value.results}["wait for Oracle check run"]
     assert wait.status is Status.FAIL and "in_progress" in wait.message
     assert fake.pr_state == "closed"

@@ -25,6 +25,7 @@ from mirror_rollout.results import Status
 from mirror_rollout.target import sandbox_target
 from tasks.nonce import rules, store
 from tasks.nonce.rules import Action, NonceRefused
+from tests.artifacts import latest_artifact
 
 ENV = "staging"
 REGION = "us-east-1"
@@ -405,18 +406,6 @@ def run_flow_state(fn, **params):
     return state, str(state.state_details.flow_run_id)
 
 
-def artifact(key: str) -> str:
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        found = client.read_latest_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
-        )
-    assert found, f"no artifact {key}"
-    return f"{found[0].description}\n{found[0].data}"
-
-
 def cleanup_runs(rotation_id: str):
     from prefect import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
@@ -426,6 +415,20 @@ def cleanup_runs(rotation_id: str):
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["scheduled"]))
         )
     return [r for r in runs if (r.parameters or {}).get("rotation_id") == rotation_id]
+
+
+def run_as_worker(scheduled):
+    """Execute exactly the cleanup flow run a rotation scheduled, as a worker would; its state."""
+    from prefect.flow_engine import run_flow
+
+    from flows.nonce_rotation import nonce_grace_cleanup
+
+    return run_flow(
+        nonce_grace_cleanup,
+        flow_run=scheduled,
+        parameters=scheduled.parameters,
+        return_type="state",
+    )
 
 
 @flow(name="test-nonce-bootstrap")
@@ -480,14 +483,14 @@ def test_bootstrap_creates_v1_with_the_project_cmk_once_then_changes_nothing(non
     assert described["KeyId"] == nonce.key_arn and described["Type"] == "SecureString"
     assert "created by nonce-bootstrap" in described["Description"]
     assert nonce.tags(1) == {"created-by": "mirror-rollout"}
-    assert "created v1" in artifact(f"{ENV}-nonce")
+    assert "created v1" in latest_artifact(f"{ENV}-nonce")
 
     second, _ = run_flow_state(bootstrap_flow)
     assert second.is_completed(), second.message
     again = by_check(second.result())["NONCE-003"].evidence[0].observed
     assert again["outcome"].startswith("already present") and again["ssm_version"] == 1
     assert nonce.values() == {1: value}  # not overwritten: same value, SSM version 1
-    assert "already present" in artifact(f"{ENV}-nonce")
+    assert "already present" in latest_artifact(f"{ENV}-nonce")
     assert_no_leak(nonce, debug_logs, first.result(), second.result(), first_id)
 
 
@@ -527,7 +530,7 @@ def test_bootstrap_without_the_project_cmk_fails_in_one_line_and_creates_nothing
         failed.result()
     assert [r.status for r in raised.value.results] == [Status.FAIL]
     assert store.describe_versions(store.AwsClients(REGION), ENV) == []
-    assert "FAIL" in artifact(f"{ENV}-nonce")
+    assert "FAIL" in latest_artifact(f"{ENV}-nonce")
 
 
 @pytest.mark.parametrize(
@@ -621,7 +624,7 @@ def test_rotation_keeps_both_versions_for_the_grace_period_and_schedules_cleanup
         "rotation_id": run_id,
     }
     assert result["cleanup_flow_run_id"] == str(cleanup.id)
-    text = artifact(f"{ENV}-nonce-rotation")
+    text = latest_artifact(f"{ENV}-nonce-rotation")
     for part in ("v1 -> v2", "versions before | v1 |", "v1, v2", str(cleanup.id), run_id):
         assert part in text
 
@@ -639,7 +642,9 @@ def test_rotation_keeps_both_versions_for_the_grace_period_and_schedules_cleanup
     done, _ = run_flow_state(nonce_grace_cleanup, **cleanup.parameters, force=True)
     assert done.is_completed(), done.message
     assert live_nonce.values() == {2: values[2]}
-    assert "deleted /guardian/staging/redaction_nonce_v1" in artifact(f"{ENV}-nonce-rotation")
+    assert "deleted /guardian/staging/redaction_nonce_v1" in latest_artifact(
+        f"{ENV}-nonce-rotation"
+    )
     assert f"Rotation {run_id}: created {PREFIX}2" in read_everything()  # logs are read back
     # idempotent
     repeat, _ = run_flow_state(nonce_grace_cleanup, **cleanup.parameters, force=True)
@@ -650,21 +655,13 @@ def test_rotation_keeps_both_versions_for_the_grace_period_and_schedules_cleanup
 def test_scheduled_cleanup_run_deletes_the_old_version_after_the_grace(
     live_nonce, cleanup_deployment, debug_logs
 ):
-    from prefect.flow_engine import run_flow
-
-    from flows.nonce_rotation import nonce_grace_cleanup, nonce_rotation
+    from flows.nonce_rotation import nonce_rotation
 
     state, run_id = run_flow_state(nonce_rotation, environment=ENV, grace_seconds=1)
     assert state.is_completed(), state.message
     (scheduled,) = cleanup_runs(run_id)
     time.sleep(1.5)
-    # execute exactly the flow run the rotation scheduled, as a worker/serve process would
-    final = run_flow(
-        nonce_grace_cleanup,
-        flow_run=scheduled,
-        parameters=scheduled.parameters,
-        return_type="state",
-    )
+    final = run_as_worker(scheduled)
     assert final.is_completed(), final.message
     assert sorted(live_nonce.values()) == [2]
     from prefect import get_client
@@ -698,7 +695,7 @@ def test_rollback_deletes_the_new_version_and_cancels_its_cleanup(
     (cleanup,) = cleanup_runs(run_id)
     assert cleanup.state.is_cancelled()
     assert back.result()["cancelled_cleanup_runs"] == [str(cleanup.id)]
-    assert "rollback" in artifact(f"{ENV}-nonce-rotation")
+    assert "rollback" in latest_artifact(f"{ENV}-nonce-rotation")
     # idempotent task; the flow finds nothing left to roll back
     assert rollback_rotation.fn(sandbox_target(ENV, REGION), 2, run_id).deleted is False
     nothing, _ = run_flow_state(nonce_rotation, environment=ENV, rollback=True)
@@ -836,7 +833,7 @@ def test_missing_cleanup_deployment_fails_clearly_but_keeps_the_rotation(live_no
         assert part in message, message
     assert sorted(live_nonce.values()) == [1, 2]
     assert live_nonce.tags(2)["rotation-id"] == run_id
-    assert "NOT scheduled" in artifact(f"{ENV}-nonce-rotation")
+    assert "NOT scheduled" in latest_artifact(f"{ENV}-nonce-rotation")
     with pytest.raises(RolloutError):
         state.result()
     assert_no_leak(live_nonce, debug_logs)

@@ -32,6 +32,7 @@ from tests.test_nonce import (
     bootstrap_flow,
     by_check,
     cleanup_runs,
+    run_as_worker,
     run_flow_state,
 )
 
@@ -88,15 +89,8 @@ def test_rotations_and_grace_cleanups_leave_terraform_and_drift_detection_clean(
     """Acceptance: bootstrap v1, rotate v1 -> v2 -> v3 with both grace cleanups, then a
     refreshing re-plan exits 0 with no changes and drift-detection reports no finding."""
     from prefect import flow
-    from prefect.flow_engine import run_flow
 
-    from flows.drift import drift_detection
-    from flows.nonce_rotation import (
-        nonce_grace_cleanup,
-        nonce_rotation,
-        register_cleanup_deployment,
-    )
-    from mirror_rollout.provisioners import terraform_for
+    from flows.nonce_rotation import register_cleanup_deployment
     from tasks.drift.task import record_baseline
 
     @flow(name="test-record-drift-baseline")
@@ -115,8 +109,36 @@ def test_rotations_and_grace_cleanups_leave_terraform_and_drift_detection_clean(
     assert baseline_flow(return_state=True).is_completed()
     seen = {1: values.values()[1]}
 
-    # Two rotations through the real flows, grace 0: each scheduled cleanup run is due at
-    # once and is executed exactly as a worker would execute it.
+    rotate_with_grace_cleanups(values, seen, outcomes)
+    assert len(set(seen.values())) == 3 and all(NONCE_VALUE.match(v) for v in seen.values())
+
+    # The bootstrap again (a rollout re-run): v1 is gone, v3 is the nonce, nothing changes.
+    again, _ = run_flow_state(bootstrap_flow)
+    assert again.is_completed(), again.message
+    outcomes.append(again.result())
+    assert by_check(again.result())["NONCE-003"].subject == PREFIX + "3"
+    assert values.values() == {3: seen[3]}
+
+    replanned, replan_seconds = assert_replan_is_noop(tmp_path)
+    summary, drift_seconds = assert_no_drift(tmp_path)
+    outcomes.append(summary)
+
+    # Only v3 remains, and no value reached a Prefect log, artifact, result or parameter.
+    assert live_versions() == [3]
+    assert values.seen >= set(seen.values())
+    assert_no_leak(values, debug_logs, *outcomes)
+    print(
+        f"\nre-plan: exit {replanned.exit_code}, {replanned.summary.headline()} "
+        f"({replan_seconds:.1f} s); drift-detection: {summary['verdict']}, "
+        f"replan {summary['replan']}, {len(summary['drifts'])} drift(s) ({drift_seconds:.1f} s)"
+    )
+
+
+def rotate_with_grace_cleanups(values: NonceValues, seen: dict[int, str], outcomes: list) -> None:
+    """Two rotations through the real flows, grace 0: each scheduled cleanup run is due at
+    once and is executed exactly as a worker would execute it."""
+    from flows.nonce_rotation import nonce_rotation
+
     for new in (2, 3):
         rotated, rotation_id = run_flow_state(nonce_rotation, environment=ENV, grace_seconds=0)
         assert rotated.is_completed(), rotated.message
@@ -127,26 +149,17 @@ def test_rotations_and_grace_cleanups_leave_terraform_and_drift_detection_clean(
         assert sorted(both) == [new - 1, new] and both[new - 1] == seen[new - 1]
         seen[new] = both[new]
         (scheduled,) = cleanup_runs(rotation_id)
-        cleaned = run_flow(
-            nonce_grace_cleanup,
-            flow_run=scheduled,
-            parameters=scheduled.parameters,
-            return_type="state",
-        )
+        cleaned = run_as_worker(scheduled)
         assert cleaned.is_completed(), cleaned.message
         outcomes.append(cleaned.result())
         assert cleaned.result()["deleted"] is True
         assert live_versions() == [new]
-    assert len(set(seen.values())) == 3 and all(NONCE_VALUE.match(v) for v in seen.values())
 
-    # The bootstrap again (a rollout re-run): v1 is gone, v3 is the nonce, nothing changes.
-    again, _ = run_flow_state(bootstrap_flow)
-    assert again.is_completed(), again.message
-    outcomes.append(again.result())
-    assert by_check(again.result())["NONCE-003"].subject == PREFIX + "3"
-    assert values.values() == {3: seen[3]}
 
-    # A refreshing re-plan: Terraform knows no nonce version, so nothing to re-create.
+def assert_replan_is_noop(tmp_path):
+    """A refreshing re-plan: Terraform knows no nonce version, so nothing to re-create."""
+    from mirror_rollout.provisioners import terraform_for
+
     started = time.monotonic()
     terraform = terraform_for(ENV, "sandbox", PROJECT_ROOT, tmp_path / "replan" / "terraform")
     replanned = terraform.plan(tmp_path / "replan", replan=True)
@@ -159,23 +172,18 @@ def test_rotations_and_grace_cleanups_leave_terraform_and_drift_detection_clean(
     )
     assert replanned.exit_code == 0, changed
     assert not replanned.summary.has_changes, changed
+    return replanned, replan_seconds
 
-    # The drift-detection flow: re-plan no-op and the live settings match the baseline.
+
+def assert_no_drift(tmp_path):
+    """The drift-detection flow: re-plan no-op and the live settings match the baseline."""
+    from flows.drift import drift_detection
+
     started = time.monotonic()
     drift = drift_detection(environment=ENV, return_state=True, out_dir=str(tmp_path / "drift"))
     drift_seconds = time.monotonic() - started
     assert drift.is_completed(), drift.message
     summary = drift.result()
-    outcomes.append(summary)
     assert (summary["verdict"], summary["replan"], summary["drifts"]) == ("PASS", "PASS", [])
     assert "nonce" not in str(summary["drifts"]) and "ssm" not in str(summary["drifts"])
-
-    # Only v3 remains, and no value reached a Prefect log, artifact, result or parameter.
-    assert live_versions() == [3]
-    assert values.seen >= set(seen.values())
-    assert_no_leak(values, debug_logs, *outcomes)
-    print(
-        f"\nre-plan: exit {replanned.exit_code}, {replanned.summary.headline()} "
-        f"({replan_seconds:.1f} s); drift-detection: {summary['verdict']}, "
-        f"replan {summary['replan']}, {len(summary['drifts'])} drift(s) ({drift_seconds:.1f} s)"
-    )
+    return summary, drift_seconds

@@ -9,21 +9,9 @@ from mirror_rollout import contract
 from mirror_rollout.reviewer_keys import read_key
 from mirror_rollout.sandbox import auto_reviewer_key_path
 from tasks.approval.reviewers import SANDBOX_REVIEWERS_ENV
+from tests.applied import nonce_values
 from tests.aws_inventory import client
 from tests.rollout_run import approve_signed, sandbox_key
-
-
-def nonce_values(environment: str) -> list[str]:
-    ssm = client("ssm")
-    names = [
-        p["Name"]
-        for p in ssm.describe_parameters(
-            ParameterFilters=[
-                {"Key": "Name", "Option": "BeginsWith", "Values": [f"/guardian/{environment}/"]}
-            ]
-        )["Parameters"]
-    ]
-    return [ssm.get_parameter(Name=n, WithDecryption=True)["Parameter"]["Value"] for n in names]
 
 
 def files_under(path: Path) -> list[Path]:

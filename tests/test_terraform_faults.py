@@ -485,13 +485,21 @@ S3_FIRST = {
 def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_what_to_adopt(  # noqa: PLR0915
     sandbox, through_proxy, tmp_path
 ):
-    proxy = through_proxy
     reset_moto()
     settings = parse_settings(environment=ENV, backend="sandbox")
     run_dir = tmp_path / "run"
     terraform = terraform_for(ENV, "sandbox", PROJECT_ROOT, working_copy(run_dir))
     first = terraform.plan(run_dir)
     assert first.summary.counts["create"] == 32
+    killed = kill_9_once_the_s3_resources_exist(through_proxy, terraform, first)
+    assert_the_interruption_says_what_to_do(killed)
+    assert_the_lock_is_named_then_force_unlocked(sandbox, settings, run_dir)
+    rerun_converges_or_names_what_to_adopt(sandbox, settings, run_dir)
+
+
+def kill_9_once_the_s3_resources_exist(proxy, terraform, first) -> BaseException:
+    """Apply ``first`` in a thread and kill -9 its terraform once only held creates remain;
+    the error the apply ended with."""
     # Held, never forwarded: nothing that needs the CMK or an IAM create can finish, so the
     # moment of the kill is fixed by what the apply has done, not by a clock.
     held_key = proxy.inject("kms", "stall", None, operation="CreateKey", stall_seconds=300)
@@ -529,9 +537,11 @@ def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_wha
     assert not worker.is_alive()
     assert [rule.injected for rule in held_iam] == [1, 1]  # aws_iam_role.backup, the provider
     assert set(progress.completed()) == S3_FIRST
+    return outcome["error"]
 
-    # The provisioner says what happened and what to do next.
-    killed = outcome["error"]
+
+def assert_the_interruption_says_what_to_do(killed: BaseException) -> None:
+    """The provisioner says what happened and what to do next."""
     assert isinstance(killed, ApplyInterrupted)
     print(f"kill -9: {killed.line()}")
     assert killed.problem.startswith(
@@ -547,7 +557,9 @@ def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_wha
     assert "mirror-rollout force-unlock LOCK_ID --env staging" in killed.fix
     assert killed.applied == 7
 
-    # The lock stays: the next plan is refused naming it, with the command that removes it.
+
+def assert_the_lock_is_named_then_force_unlocked(sandbox, settings, run_dir: Path) -> None:
+    """The lock stays: the next plan is refused naming it, with the command that removes it."""
     [lock_id] = lock_ids()
     with pytest.raises(StateLocked) as locked:
         plan.fn(settings, run_dir)
@@ -557,6 +569,8 @@ def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_wha
     assert f"removed lock {lock_id} of the staging state" in unlocked.stdout
     assert lock_ids() == []
 
+
+def rerun_converges_or_names_what_to_adopt(sandbox, settings, run_dir: Path) -> None:
     # What exists in AWS now and what the state holds (the killed apply's last write, if any).
     state = state_document(ENV) or {}
     _, orphans = scan(sandbox_target(ENV, REGION), state)

@@ -60,6 +60,15 @@ def result(
     )
 
 
+def pass_if(
+    ok: bool, check_id: str, subject: str, passed: str, failed: str, evidence: list[Evidence]
+) -> CheckResult:
+    """PASS saying ``passed``, else FAIL saying ``{subject}: {failed}``."""
+    if ok:
+        return result(check_id, Status.PASS, subject, passed, evidence)
+    return result(check_id, Status.FAIL, subject, f"{subject}: {failed}", evidence)
+
+
 # -- configuration ---------------------------------------------------------------------
 def _shown(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
@@ -223,13 +232,12 @@ def check_transition(name: str, observed: list[Evidence]) -> CheckResult:
     after_alarm = [s for p, s in seen if p == "ALARM"]
     after_ok = [s for p, s in seen if p == "OK"]
     states = " -> ".join(str(s) for _, s in seen)
-    if after_alarm and after_alarm[-1] == "ALARM" and after_ok and after_ok[-1] == "OK":
-        return result(ALARM_TRANSITION, Status.PASS, name, f"observed {states}", observed)
-    return result(
+    return pass_if(
+        bool(after_alarm and after_alarm[-1] == "ALARM" and after_ok and after_ok[-1] == "OK"),
         ALARM_TRANSITION,
-        Status.FAIL,
         name,
-        f"{name}: expected ALARM then OK, observed {states or 'nothing'}",
+        f"observed {states}",
+        f"expected ALARM then OK, observed {states or 'nothing'}",
         observed,
     )
 
@@ -251,13 +259,12 @@ def history_states(items: Iterable[dict[str, Any]]) -> list[str]:
 def check_history(name: str, items: list[dict[str, Any]], source: Evidence) -> CheckResult:
     states = history_states(items)
     evidence = [source.model_copy(update={"observed": {"new_states": states}})]
-    if "ALARM" in states and "OK" in states[states.index("ALARM") :]:
-        return result(ALARM_HISTORY, Status.PASS, name, f"history: {' -> '.join(states)}", evidence)
-    return result(
+    return pass_if(
+        "ALARM" in states and "OK" in states[states.index("ALARM") :],
         ALARM_HISTORY,
-        Status.FAIL,
         name,
-        f"{name}: history since the probe shows {states or 'no state updates'}, expected ALARM then OK",
+        f"history: {' -> '.join(states)}",
+        f"history since the probe shows {states or 'no state updates'}, expected ALARM then OK",
         evidence,
     )
 
@@ -296,15 +303,12 @@ def check_notification(name: str, bodies: Iterable[str], source: Evidence) -> Ch
         if n and n.get("AlarmName") == name
     ]
     evidence = [source.model_copy(update={"observed": {"notified_states": states}})]
-    if "ALARM" in states:
-        return result(
-            ALARM_NOTIFICATION, Status.PASS, name, f"notified: {', '.join(states)}", evidence
-        )
-    return result(
+    return pass_if(
+        "ALARM" in states,
         ALARM_NOTIFICATION,
-        Status.FAIL,
         name,
-        f"{name}: no ALARM notification arrived on the probe queue through the ops topic",
+        f"notified: {', '.join(states)}",
+        "no ALARM notification arrived on the probe queue through the ops topic",
         evidence,
     )
 

@@ -16,6 +16,7 @@ PROBE_QUEUE_PREFIX = "mirror-rollout-probe-"
 MAX_WAIT_SECONDS = 20
 #: Error codes of a queue that does not exist (query-compatible and JSON SQS).
 GONE_QUEUE = ("AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist")
+GONE_SUBSCRIPTION = ("NotFound",)
 
 
 def probe_queue_name(environment: str, probe_id: str) -> str:
@@ -117,39 +118,23 @@ class ProbeQueue:
         """
         errors: dict[str, str] = {}
         if self._opening and self.queue_url is None:
-            try:
-                self.queue_url = self.sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
-            except Exception as exc:
-                if error_code(exc) not in GONE_QUEUE:
-                    errors["get_queue_url"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+            _cleanup_step(errors, "get_queue_url", GONE_QUEUE, self._find_queue_url)
         if self.queue_arn and self.subscription_arn is None:
-            try:
-                self.subscription_arn = next(
-                    (
-                        s["SubscriptionArn"]
-                        for page in self.sns.get_paginator("list_subscriptions_by_topic").paginate(
-                            TopicArn=self.topic_arn
-                        )
-                        for s in page.get("Subscriptions", [])
-                        if s.get("Endpoint") == self.queue_arn
-                    ),
-                    None,
-                )
-            except Exception as exc:
-                if error_code(exc) != "NotFound":
-                    errors["find_subscription"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+            _cleanup_step(errors, "find_subscription", GONE_SUBSCRIPTION, self._find_subscription)
         if self.subscription_arn and self.subscription_arn != "PendingConfirmation":
-            try:
-                self.sns.unsubscribe(SubscriptionArn=self.subscription_arn)
-            except Exception as exc:
-                if error_code(exc) != "NotFound":
-                    errors["unsubscribe"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+            _cleanup_step(
+                errors,
+                "unsubscribe",
+                GONE_SUBSCRIPTION,
+                lambda: self.sns.unsubscribe(SubscriptionArn=self.subscription_arn),
+            )
         if self.queue_url:
-            try:
-                self.sqs.delete_queue(QueueUrl=self.queue_url)
-            except Exception as exc:
-                if error_code(exc) not in GONE_QUEUE:
-                    errors["delete_queue"] = f"{error_code(exc) or type(exc).__name__}: {exc}"
+            _cleanup_step(
+                errors,
+                "delete_queue",
+                GONE_QUEUE,
+                lambda: self.sqs.delete_queue(QueueUrl=self.queue_url),
+            )
         return Evidence(
             source=f"sqs:DeleteQueue {self.name}",
             observed={
@@ -159,3 +144,30 @@ class ProbeQueue:
             },
             at=now(),
         )
+
+    def _find_queue_url(self) -> None:
+        self.queue_url = self.sqs.get_queue_url(QueueName=self.name)["QueueUrl"]
+
+    def _find_subscription(self) -> None:
+        self.subscription_arn = next(
+            (
+                s["SubscriptionArn"]
+                for page in self.sns.get_paginator("list_subscriptions_by_topic").paginate(
+                    TopicArn=self.topic_arn
+                )
+                for s in page.get("Subscriptions", [])
+                if s.get("Endpoint") == self.queue_arn
+            ),
+            None,
+        )
+
+
+def _cleanup_step(
+    errors: dict[str, str], step: str, gone: tuple[str, ...], call: Callable[[], Any]
+) -> None:
+    """One cleanup call; its error is kept under ``step`` unless it says the thing is gone already."""
+    try:
+        call()
+    except Exception as exc:
+        if error_code(exc) not in gone:
+            errors[step] = f"{error_code(exc) or type(exc).__name__}: {exc}"

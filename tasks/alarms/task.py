@@ -14,22 +14,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from prefect import task
-
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import (
-    Capabilities,
-    capabilities,
-    publish,
-    raise_if_blocking,
-)
+from mirror_rollout.evidence import Capabilities, capabilities
 from mirror_rollout.results import CheckResult, Evidence, Status
-from mirror_rollout.retries import error_code, is_transient, retry_if_transient
+from mirror_rollout.retries import error_code, is_transient
 from mirror_rollout.target import RolloutTarget
 from tasks.alarms import checks as c
 from tasks.alarms.probe import ProbeQueue
-from tasks.common import calls_observed, iso, now, run_logger
+from tasks.common import aws_task, calls_evidence, iso, now, publish_or_fail, run_logger
 
 STATE_POLLS = 5  # DescribeAlarms reads per phase until every alarm shows the set state
 
@@ -131,12 +124,7 @@ def probe_alarms(
             "probe queue deleted, subscription removed"
             if cleaned
             else f"{probe.name}: cleanup incomplete: {closed.observed['errors']}",
-            [
-                closed,
-                Evidence(
-                    source=f"mirror-rollout AwsClients {region}", observed=calls_observed(clients)
-                ),
-            ],
+            [closed, calls_evidence(clients)],
         )
     )
     return results
@@ -336,13 +324,7 @@ def _history_and_notifications(
 
 
 # Retried only when AWS throttled or did not answer; a retry is a new probe with its own queue.
-@task(
-    name="alarm-probe",
-    task_run_name="alarm-probe-{target.environment}",
-    retries=2,
-    retry_delay_seconds=[5, 20],
-    retry_condition_fn=retry_if_transient,
-)
+@aws_task("alarm-probe", retry_delay_seconds=[5, 20])
 def alarm_probe(
     target: RolloutTarget,
     topic_arn: str | None = None,
@@ -360,10 +342,10 @@ def alarm_probe(
         receive_timeout_seconds=receive_timeout_seconds,
         notification_timeout_seconds=notification_timeout_seconds,
     )
-    publish(f"{environment}-alarms", results, f"Alarms and SNS probe of {environment} ({backend})")
-    raise_if_blocking(
+    return publish_or_fail(
+        f"{environment}-alarms",
         results,
+        f"Alarms and SNS probe of {environment} ({backend})",
         "alarm/SNS probe failed",
-        f"see the {environment}-alarms artifact; fix the alarms or topic (terraform apply) and rerun",
+        "fix the alarms or topic (terraform apply) and rerun",
     )
-    return results

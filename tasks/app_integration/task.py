@@ -24,7 +24,6 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mirror_rollout.aws import sandbox_account
-from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult
 from mirror_rollout.target import RolloutTarget
 from tasks.app_integration.checks import (
@@ -36,6 +35,7 @@ from tasks.app_integration.checks import (
     skipped,
     suite_environment,
 )
+from tasks.common import publish_or_fail
 
 REPO_VARIABLE = "oracle_repo"
 COMMAND_VARIABLE = "oracle_test_command"
@@ -196,11 +196,9 @@ def app_integration(
     lacking = missing_outputs(outputs)
     if lacking and result.evidence:
         result.evidence[0].observed["outputs_not_known"] = lacking
-    publish(f"{environment}-app-integration", [result], f"Oracle integration suite ({environment})")
-    if result.blocking:
-        raise ValidationFailed(
-            f"the Oracle's integration suite failed against {environment}: {result.message}",
-            f"see the {environment}-app-integration artifact",
-            results=[result],
-        )
-    return [result]
+    return publish_or_fail(
+        f"{environment}-app-integration",
+        [result],
+        f"Oracle integration suite ({environment})",
+        f"the Oracle's integration suite failed against {environment}",
+    )

@@ -70,46 +70,71 @@ def mismatches(
     who = f"{pattern.adapter} adapter"
     if shape is None:
         return [("table", f"{who} uses table {pattern.table}; no such table")]
-    problems: list[Mismatch] = []
+    # One aspect after another, in the order the table's sentences are read.
+    return [
+        *_key_mismatches(who, pattern, shape),
+        *_index_mismatches(who, pattern, shape),
+        *_ttl_mismatches(who, pattern, shape),
+        *_sse_mismatches(who, use, shape, cmk_arn),
+    ]
+
+
+def _key_mismatches(who: str, pattern: AccessPattern, shape: TableShape) -> list[Mismatch]:
     if list(pattern.keys) != list(shape.keys):
-        problems.append(
-            ("keys", f"{who} keys {_keys(pattern.keys)}; table keys {_keys(shape.keys)}")
-        )
-    elif pattern.keys != shape.keys:
+        return [("keys", f"{who} keys {_keys(pattern.keys)}; table keys {_keys(shape.keys)}")]
+    if pattern.keys != shape.keys:
         typed = f"{who} keys {_keys(pattern.keys, True)}; table keys {_keys(shape.keys, True)}"
-        problems.append(("keys", typed))
-    if pattern.index:
-        wanted = pattern.index
-        found = shape.indexes.get(wanted.name)
-        said = f"{who} queries {wanted.name} on {_keys(wanted.keys, True)} ({wanted.projection})"
-        if found is None:
-            problems.append(("index", f"{said}; table has no index {wanted.name}"))
-        elif (dict(found[0]), found[1]) != (wanted.keys, wanted.projection):
-            on = f"{_keys(found[0], True)} ({found[1]})"
-            problems.append(("index", f"{said}; table {wanted.name} is on {on}"))
-    if pattern.ttl:
-        said = f"{who} writes its expiry to {pattern.ttl}"
-        if shape.ttl is None:
-            problems.append(("ttl", f"{said}; table has no TTL attribute"))
-        elif shape.ttl != pattern.ttl:
-            problems.append(("ttl", f"{said}; table TTL attribute is {shape.ttl}"))
-        elif shape.ttl_status is not None and shape.ttl_status not in TTL_ON:
-            problems.append(("ttl", f"{said}; table TTL on {shape.ttl} is {shape.ttl_status}"))
-    elif shape.ttl and pattern.writes.get(shape.ttl) not in (None, "N"):
-        kind = pattern.writes[shape.ttl]
-        problems.append(
-            (
-                "ttl",
-                f"{who} writes {shape.ttl} as {kind}; table TTL reads {shape.ttl} as epoch seconds (N)",
-            )
-        )
-    if use.encryption == "KMS":
-        said = f"{who} expects SSE-KMS with the project CMK"
-        if shape.sse != "KMS":
-            problems.append(("sse", f"{said}; table SSE is {shape.sse or 'off'}"))
-        elif cmk_arn and shape.sse_key and shape.sse_key != cmk_arn:
-            problems.append(("sse", f"{said} {cmk_arn}; table key is {shape.sse_key}"))
-    return problems
+        return [("keys", typed)]
+    return []
+
+
+def _index_mismatches(who: str, pattern: AccessPattern, shape: TableShape) -> list[Mismatch]:
+    if not pattern.index:
+        return []
+    wanted = pattern.index
+    found = shape.indexes.get(wanted.name)
+    said = f"{who} queries {wanted.name} on {_keys(wanted.keys, True)} ({wanted.projection})"
+    if found is None:
+        return [("index", f"{said}; table has no index {wanted.name}")]
+    if (dict(found[0]), found[1]) != (wanted.keys, wanted.projection):
+        on = f"{_keys(found[0], True)} ({found[1]})"
+        return [("index", f"{said}; table {wanted.name} is on {on}")]
+    return []
+
+
+def _ttl_mismatches(who: str, pattern: AccessPattern, shape: TableShape) -> list[Mismatch]:
+    if not pattern.ttl:
+        # No expiry of its own: it must still not write the table's TTL attribute as non-epoch.
+        if shape.ttl and pattern.writes.get(shape.ttl) not in (None, "N"):
+            kind = pattern.writes[shape.ttl]
+            return [
+                (
+                    "ttl",
+                    f"{who} writes {shape.ttl} as {kind}; table TTL reads {shape.ttl} as epoch seconds (N)",
+                )
+            ]
+        return []
+    said = f"{who} writes its expiry to {pattern.ttl}"
+    if shape.ttl is None:
+        return [("ttl", f"{said}; table has no TTL attribute")]
+    if shape.ttl != pattern.ttl:
+        return [("ttl", f"{said}; table TTL attribute is {shape.ttl}")]
+    if shape.ttl_status is not None and shape.ttl_status not in TTL_ON:
+        return [("ttl", f"{said}; table TTL on {shape.ttl} is {shape.ttl_status}")]
+    return []
+
+
+def _sse_mismatches(
+    who: str, use: TableUse, shape: TableShape, cmk_arn: str | None
+) -> list[Mismatch]:
+    if use.encryption != "KMS":
+        return []
+    said = f"{who} expects SSE-KMS with the project CMK"
+    if shape.sse != "KMS":
+        return [("sse", f"{said}; table SSE is {shape.sse or 'off'}")]
+    if cmk_arn and shape.sse_key and shape.sse_key != cmk_arn:
+        return [("sse", f"{said} {cmk_arn}; table key is {shape.sse_key}")]
+    return []
 
 
 # -- performing a pattern with a test item --------------------------------------------------

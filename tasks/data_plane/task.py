@@ -14,9 +14,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult
 from mirror_rollout.target import RolloutTarget
+from tasks.common import publish_or_fail
 from tasks.data_plane.live import pattern_results, read_shapes, table_results
 from tasks.data_plane.spec import load_data_plane
 from tasks.nonce.rules import kms_alias
@@ -43,16 +43,11 @@ def data_plane_contract(target: RolloutTarget, root: str | None = None) -> list[
     environment, backend = target.environment, target.backend
     clients = AwsClients.of(target)
     results = check_data_plane(clients, environment, Path(root) if root else None)
-    publish(
+    return publish_or_fail(
         f"{environment}-data-plane-contract",
         results,
         f"Data-plane contract (infra/data-plane.yaml vs {environment}, {backend})",
-    )
-    raise_if_blocking(
-        results,
         "the live tables do not serve the Oracle's access patterns",
-        f"see the {environment}-data-plane-contract artifact; fix infra/terraform or "
-        "infra/data-plane.yaml",
+        "fix infra/terraform or infra/data-plane.yaml",
         with_ids=True,
     )
-    return results

@@ -9,8 +9,10 @@ out of the snapshot, so a comparison reports it as missing.
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from mirror_rollout import contract
@@ -18,6 +20,7 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.retries import error_code
 
 Snapshot = dict[str, dict[str, Any]]
+T = TypeVar("T")
 
 #: Error codes meaning "the resource does not exist" (per service).
 NOT_FOUND = {
@@ -237,67 +240,102 @@ def _optional(read, *args, **kwargs) -> dict[str, Any] | None:
         raise
 
 
-def capture(clients: AwsClients, environment: str) -> Snapshot:
-    """Read every contract resource of ``environment`` (17 API calls when all exist)."""
-    snapshot: Snapshot = {}
-    ddb = clients.client("dynamodb")
-    for spec in contract.TABLES:
-        name = spec.name(environment)
-        try:
-            table = ddb.describe_table(TableName=name)["Table"]
-            backups = ddb.describe_continuous_backups(TableName=name)
-            ttl = ddb.describe_time_to_live(TableName=name)
-        except Exception as exc:
-            if not _missing(exc):
-                raise
-            continue
-        snapshot[table_key(environment, spec)] = table_attributes(table, backups, ttl)
-
-    kms = clients.client("kms")
-    key_arn = None
+def _if_present(read: Callable[[], T]) -> T | None:
+    """``read()``, or None where the resource does not exist (the snapshot leaves it out)."""
     try:
-        metadata = kms.describe_key(KeyId=kms_alias(environment))["KeyMetadata"]
-        key_arn = metadata["Arn"]
-        rotation = kms.get_key_rotation_status(KeyId=key_arn)
-        snapshot[kms_key(environment)] = kms_attributes(metadata, rotation)
+        return read()
     except Exception as exc:
         if not _missing(exc):
             raise
+        return None
 
+
+def capture(clients: AwsClients, environment: str) -> Snapshot:
+    """Read every contract resource of ``environment`` (17 API calls when all exist)."""
+    snapshot: Snapshot = {}
+    _capture_tables(clients, environment, snapshot)
+    key_arn = _capture_kms_key(clients, environment, snapshot)
+    _capture_alarms(clients, environment, snapshot)
+    _capture_bucket(clients, environment, snapshot)
+    role_arn = _capture_role(clients, environment, snapshot)
+    _capture_topic(clients, environment, snapshot, key_arn or role_arn)
+    return json_ready(snapshot)
+
+
+def _capture_tables(clients: AwsClients, environment: str, snapshot: Snapshot) -> None:
+    ddb = clients.client("dynamodb")
+    for spec in contract.TABLES:
+        attributes = _if_present(functools.partial(_read_table, ddb, spec.name(environment)))
+        if attributes is not None:
+            snapshot[table_key(environment, spec)] = attributes
+
+
+def _read_table(ddb: Any, name: str) -> dict[str, Any]:
+    return table_attributes(
+        ddb.describe_table(TableName=name)["Table"],
+        ddb.describe_continuous_backups(TableName=name),
+        ddb.describe_time_to_live(TableName=name),
+    )
+
+
+def _capture_kms_key(clients: AwsClients, environment: str, snapshot: Snapshot) -> str | None:
+    """The key's settings; returns its ARN (also when its rotation status is not found)."""
+    kms = clients.client("kms")
+    metadata = _if_present(lambda: kms.describe_key(KeyId=kms_alias(environment))["KeyMetadata"])
+    if metadata is None:
+        return None
+    key_arn: str = metadata["Arn"]
+    rotation = _if_present(lambda: kms.get_key_rotation_status(KeyId=key_arn))
+    if rotation is not None:
+        snapshot[kms_key(environment)] = kms_attributes(metadata, rotation)
+    return key_arn
+
+
+def _capture_alarms(clients: AwsClients, environment: str, snapshot: Snapshot) -> None:
     names = {spec.full_name(environment): spec for spec in contract.ALARMS}
     alarms = clients.client("cloudwatch").describe_alarms(AlarmNames=list(names))
     for alarm in alarms.get("MetricAlarms", []):
         if alarm["AlarmName"] in names:
             snapshot[alarm_key(environment, names[alarm["AlarmName"]])] = alarm_attributes(alarm)
 
+
+def _capture_bucket(clients: AwsClients, environment: str, snapshot: Snapshot) -> None:
     s3 = clients.client("s3")
     bucket = bucket_name(environment)
-    try:
+
+    def read() -> dict[str, Any]:
         versioning = s3.get_bucket_versioning(Bucket=bucket)
         encryption = _optional(s3.get_bucket_encryption, Bucket=bucket)
         blocks = _optional(s3.get_public_access_block, Bucket=bucket)
-        snapshot[bucket_key(environment)] = bucket_attributes(versioning, encryption, blocks)
-    except Exception as exc:
-        if not _missing(exc):
-            raise
+        return bucket_attributes(versioning, encryption, blocks)
 
-    role_arn = None
-    try:
-        role = clients.client("iam").get_role(RoleName=role_name(environment))["Role"]
-        role_arn = role["Arn"]
-        snapshot[role_key(environment)] = trust_attributes(role.get("AssumeRolePolicyDocument"))
-    except Exception as exc:
-        if not _missing(exc):
-            raise
+    attributes = _if_present(read)
+    if attributes is not None:
+        snapshot[bucket_key(environment)] = attributes
 
-    try:
-        arn = topic_arn(clients, environment, key_arn or role_arn)
-        attributes = clients.client("sns").get_topic_attributes(TopicArn=arn)["Attributes"]
-        snapshot[topic_key(environment)] = topic_attributes(attributes)
-    except Exception as exc:
-        if not _missing(exc):
-            raise
-    return json_ready(snapshot)
+
+def _capture_role(clients: AwsClients, environment: str, snapshot: Snapshot) -> str | None:
+    """The role's trust settings; returns its ARN."""
+    iam = clients.client("iam")
+    role = _if_present(lambda: iam.get_role(RoleName=role_name(environment))["Role"])
+    if role is None:
+        return None
+    snapshot[role_key(environment)] = trust_attributes(role.get("AssumeRolePolicyDocument"))
+    return role["Arn"]
+
+
+def _capture_topic(
+    clients: AwsClients, environment: str, snapshot: Snapshot, known_arn: str | None
+) -> None:
+    sns = clients.client("sns")
+
+    def read() -> dict[str, Any]:
+        arn = topic_arn(clients, environment, known_arn)
+        return topic_attributes(sns.get_topic_attributes(TopicArn=arn)["Attributes"])
+
+    attributes = _if_present(read)
+    if attributes is not None:
+        snapshot[topic_key(environment)] = attributes
 
 
 def topic_arn(clients: AwsClients, environment: str, known_arn: str | None) -> str:

@@ -17,9 +17,8 @@ from mirror_rollout import markdown as md
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import overall
 from mirror_rollout.results import CheckResult, Evidence, Status
-from mirror_rollout.retries import retry_if_transient
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_observed, run_logger
+from tasks.common import aws_task, calls_evidence, run_logger
 from tasks.drift.baseline import load_baseline, store_baseline
 from tasks.drift.compare import Drift, diff, show, to_check_results
 from tasks.drift.snapshot import Snapshot, capture, expected_resources
@@ -134,10 +133,7 @@ def compare_live(clients: AwsClients, environment: str, first: int = 1) -> Drift
                 "resources": len(baseline["resources"]),
             },
         ),
-        Evidence(
-            source=f"mirror-rollout AwsClients {clients.region}",
-            observed={"live_resources": len(live), **calls_observed(clients)},
-        ),
+        calls_evidence(clients, live_resources=len(live)),
     ]
     return DriftReport(
         environment=environment,
@@ -149,13 +145,7 @@ def compare_live(clients: AwsClients, environment: str, first: int = 1) -> Drift
     )
 
 
-@task(
-    name="drift-compare",
-    task_run_name="drift-compare-{target.environment}",
-    retries=1,
-    retry_delay_seconds=5,
-    retry_condition_fn=retry_if_transient,
-)
+@aws_task("drift-compare", retry_delay_seconds=[5])
 def drift_compare(target: RolloutTarget) -> DriftReport:
     """The live settings of every contract resource against the latest baseline."""
     environment = target.environment

@@ -6,12 +6,13 @@ Nothing here calls AWS or GitHub: dicts (API responses) in, decisions out. The g
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -92,6 +93,30 @@ def run_step(
         subject=verdict.subject,
         evidence=verdict.evidence,
     )
+
+
+Step = tuple[str, Callable[[], Verdict]]  # (name, body)
+
+
+def run_steps(
+    steps: Iterable[Step],
+    describe_error: Callable[[BaseException], str] | None = None,
+    *,
+    skip_after_failure: bool = False,
+) -> Iterator[StepResult]:
+    """Each step's result as it ends (``list.extend`` keeps those done if a later one raises).
+
+    With ``skip_after_failure`` the steps after a FAIL are SKIPPED, naming that step.
+    """
+    blocked = ""
+    for name, body in steps:
+        if blocked:
+            yield run_step(name, functools.partial(skipped, blocked))
+            continue
+        step = run_step(name, body, describe_error)
+        yield step
+        if skip_after_failure and step.status is Status.FAIL:
+            blocked = f"not run: step '{name}' failed"
 
 
 def to_check_results(steps: Iterable[StepResult], prefix: str = "E2E") -> list[CheckResult]:

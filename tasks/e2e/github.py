@@ -10,18 +10,17 @@ delete the branch, whatever happened before. The token is never logged or return
 from __future__ import annotations
 
 import base64
-import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.results import Evidence, Status
+from mirror_rollout.results import Evidence
 from tasks.e2e import checks
-from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_step, skipped
+from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_steps, skipped
 from tasks.e2e.oracle import baseline_bucket, describe_error, find_fp_events, verify_baseline
 
 DEFAULT_API = "https://api.github.com"
@@ -48,36 +47,41 @@ def latest_run(payload: dict[str, Any], name: str = CHECK_NAME) -> dict[str, Any
     return max(runs, key=lambda r: (r.get("started_at") or "", r.get("id") or 0), default=None)
 
 
+class GithubSettings(BaseModel):
+    """The test repository, how to reach it and how long to wait for its Oracle check run."""
+
+    repo: str  # owner/repo
+    token: SecretStr
+    api_base: str = DEFAULT_API
+    timeout_seconds: float = 900.0
+    poll_seconds: float = 10.0
+    check_name: str = CHECK_NAME
+
+
 class GithubDriver:
     def __init__(
         self,
         clients: AwsClients,
         environment: str,
-        repo: str,
-        token: SecretStr,
         run_id: str,
-        api_base: str = DEFAULT_API,
-        timeout_seconds: float = 900.0,
-        poll_seconds: float = 10.0,
+        settings: GithubSettings,
         sleep: Callable[[float], None] = time.sleep,
-        check_name: str = CHECK_NAME,
     ):
+        repo = settings.repo
         if repo.count("/") != 1:
             raise ValueError(f"github repository must be owner/repo, got {repo!r}")
-        self.clients = clients
-        self.environment = environment
+        self.clients, self.environment, self.run_id = clients, environment, run_id
         self.repo = repo
-        self.run_id = run_id
-        self.timeout = timeout_seconds
-        self.poll = poll_seconds
+        self.timeout = settings.timeout_seconds
+        self.poll = settings.poll_seconds
         self.sleep = sleep
-        self.check_name = check_name
+        self.check_name = settings.check_name
         self.branch = f"e2e/{run_id}"
         self.path = f"e2e/{run_id}.md"
         self._http = httpx.Client(
-            base_url=api_base.rstrip("/"),
+            base_url=settings.api_base.rstrip("/"),
             headers={
-                "Authorization": f"Bearer {token.get_secret_value()}",
+                "Authorization": f"Bearer {settings.token.get_secret_value()}",
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": "mirror-rollout-e2e",
@@ -99,6 +103,10 @@ class GithubDriver:
         response.raise_for_status()
         return response.json() if response.content else None
 
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[Any, str]:
+        """The answer of one repository request, and the request as evidence names it."""
+        return self._api(method, path, **kwargs), f"github {method} /repos/{self.repo}{path}"
+
     # -- driver ------------------------------------------------------------------------------
     def run(self) -> list[StepResult]:
         main = (
@@ -110,19 +118,11 @@ class GithubDriver:
             ("verify FP events in fp-events table", self.verify_fp_events),
             ("verify baseline object in S3", self.verify_baseline),
         )
+        cleanup = (("close pull request", self.close_pr), ("delete branch", self.delete_branch))
         try:
-            blocked = ""
-            for name, body in main:
-                if blocked:
-                    self.steps.append(run_step(name, functools.partial(skipped, blocked)))
-                    continue
-                step = run_step(name, body, describe_http_error)
-                self.steps.append(step)
-                if step.status is Status.FAIL:
-                    blocked = f"not run: step '{name}' failed"
+            self.steps.extend(run_steps(main, describe_http_error, skip_after_failure=True))
         finally:
-            self.steps.append(run_step("close pull request", self.close_pr, describe_http_error))
-            self.steps.append(run_step("delete branch", self.delete_branch, describe_http_error))
+            self.steps.extend(run_steps(cleanup, describe_http_error))
             self._http.close()
         return self.steps
 
@@ -130,18 +130,15 @@ class GithubDriver:
     def create_branch(self) -> Verdict:
         self.default_branch = self._api("GET", "")["default_branch"]
         base = self._api("GET", f"/git/ref/heads/{self.default_branch}")["object"]["sha"]
-        self._api("POST", "/git/refs", json={"ref": f"refs/heads/{self.branch}", "sha": base})
+        ref = {"ref": f"refs/heads/{self.branch}", "sha": base}
+        _, source = self._request("POST", "/git/refs", json=ref)
         self.branch_created = True
-        return passed(
-            f"{self.branch} from {self.default_branch}@{base[:12]}",
-            f"{self.repo}:{self.branch}",
-            source=f"github POST /repos/{self.repo}/git/refs",
-            base_sha=base,
-        )
+        summary = f"{self.branch} from {self.default_branch}@{base[:12]}"
+        return passed(summary, f"{self.repo}:{self.branch}", source=source, base_sha=base)
 
     def commit_file(self) -> Verdict:
         content = f"# E2E run {self.run_id}\n\nOpened by mirror-rollout to exercise the Oracle.\n"
-        body = self._api(
+        body, source = self._request(
             "PUT",
             f"/contents/{self.path}",
             json={
@@ -151,15 +148,11 @@ class GithubDriver:
             },
         )
         self.head_sha = body["commit"]["sha"]
-        return passed(
-            f"committed {self.path} as {self.head_sha[:12]}",
-            f"{self.repo}:{self.path}",
-            source=f"github PUT /repos/{self.repo}/contents/{self.path}",
-            commit=self.head_sha,
-        )
+        summary = f"committed {self.path} as {self.head_sha[:12]}"
+        return passed(summary, f"{self.repo}:{self.path}", source=source, commit=self.head_sha)
 
     def open_pull_request(self) -> Verdict:
-        pr = self._api(
+        pr, source = self._request(
             "POST",
             "/pulls",
             json={
@@ -174,7 +167,7 @@ class GithubDriver:
         return passed(
             f"PR #{self.pr_number} head {str(self.head_sha)[:12]}",
             f"{self.repo}#{self.pr_number}",
-            source=f"github POST /repos/{self.repo}/pulls",
+            source=source,
             number=self.pr_number,
             head_sha=self.head_sha,
             url=pr.get("html_url"),
@@ -260,23 +253,15 @@ class GithubDriver:
     def close_pr(self) -> Verdict:
         if self.pr_number is None:
             return skipped("no pull request was opened")
-        pr = self._api("PATCH", f"/pulls/{self.pr_number}", json={"state": "closed"})
+        pr, source = self._request("PATCH", f"/pulls/{self.pr_number}", json={"state": "closed"})
         state = (pr or {}).get("state")
         if state != "closed":
             return failed(f"PR #{self.pr_number} is {state!r} after closing")
-        return passed(
-            f"closed PR #{self.pr_number}",
-            f"{self.repo}#{self.pr_number}",
-            source=f"github PATCH /repos/{self.repo}/pulls/{self.pr_number}",
-            state=state,
-        )
+        pr_name = f"{self.repo}#{self.pr_number}"
+        return passed(f"closed PR #{self.pr_number}", pr_name, source=source, state=state)
 
     def delete_branch(self) -> Verdict:
         if not self.branch_created:
             return skipped("no branch was created")
-        self._api("DELETE", f"/git/refs/heads/{self.branch}")
-        return passed(
-            f"deleted {self.branch}",
-            f"{self.repo}:{self.branch}",
-            source=f"github DELETE /repos/{self.repo}/git/refs/heads/{self.branch}",
-        )
+        _, source = self._request("DELETE", f"/git/refs/heads/{self.branch}")
+        return passed(f"deleted {self.branch}", f"{self.repo}:{self.branch}", source=source)

@@ -23,7 +23,7 @@ from mirror_rollout.contract import NONCE_NAME
 from mirror_rollout.results import Status
 from mirror_rollout.retries import error_code, is_transient
 from tasks.e2e import checks
-from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_step, skipped
+from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_steps, skipped
 from tasks.nonce import store
 from tasks.nonce.rules import kms_alias
 
@@ -141,18 +141,18 @@ class OracleClient:
     # -- driver ------------------------------------------------------------------------------
     def run(self) -> list[StepResult]:
         """All steps in order; a step whose input is missing is SKIPPED, never PASS."""
+        steps = (
+            ("load nonce versions", self.load_nonce),
+            ("record FP event (conditional put)", self.record_fp_event),
+            ("reject duplicate FP event", self.reject_duplicate),
+            ("read FP event back via FindingIndex", self.read_fp_event),
+            ("record consent, read it through the summary", self.record_consent),
+            ("increment block counter (adapter's UpdateItem)", self.increment_block_counter),
+            ("store run report as SSE-KMS baseline", self.store_baseline),
+            ("remove the consent items this run wrote", self.remove_consent),
+        )
         try:
-            for name, body in (
-                ("load nonce versions", self.load_nonce),
-                ("record FP event (conditional put)", self.record_fp_event),
-                ("reject duplicate FP event", self.reject_duplicate),
-                ("read FP event back via FindingIndex", self.read_fp_event),
-                ("record consent, read it through the summary", self.record_consent),
-                ("increment block counter (adapter's UpdateItem)", self.increment_block_counter),
-                ("store run report as SSE-KMS baseline", self.store_baseline),
-                ("remove the consent items this run wrote", self.remove_consent),
-            ):
-                self.steps.append(run_step(name, body, describe_error))
+            self.steps.extend(run_steps(steps, describe_error))
         finally:
             self._forget_nonces()
         return self.steps

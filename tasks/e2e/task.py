@@ -13,7 +13,6 @@ The task returns an ``E2EOutcome``: ``results`` (E2E-001.. one per step) and ``f
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Any, Literal
 
 from prefect import task
@@ -22,12 +21,11 @@ from pydantic import BaseModel, Field, SecretStr
 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
-from mirror_rollout.evidence import publish, raise_if_blocking
-from mirror_rollout.results import CheckResult, Evidence
+from mirror_rollout.results import CheckResult
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_observed, run_logger
+from tasks.common import calls_evidence, default_run_id, publish_or_fail, run_logger
 from tasks.e2e.checks import StepResult, to_check_results
-from tasks.e2e.github import DEFAULT_API, GithubDriver
+from tasks.e2e.github import DEFAULT_API, GithubDriver, GithubSettings
 from tasks.e2e.oracle import DEFAULT_ORG, OracleClient
 
 Driver = Literal["local", "github"]
@@ -45,16 +43,23 @@ class E2EOutcome(BaseModel):
     baseline_key: str | None = None
 
 
-def default_run_id() -> str:
-    """The flow run id inside a run, else a fresh id."""
-    try:
-        from prefect.runtime import flow_run
-
-        if flow_run.id:
-            return str(flow_run.id)
-    except Exception:  # pragma: no cover - runtime lookups never fail in practice
-        pass
-    return uuid.uuid4().hex
+def github_settings(
+    repo: str | None, api: str | None, timeout_seconds: float, poll_seconds: float
+) -> GithubSettings:
+    """The github driver's settings, its token from ``GITHUB_TOKEN`` (never a parameter)."""
+    token = os.environ.get(TOKEN_VARIABLE)
+    if not repo or not token:
+        raise ConfigError(
+            "the github E2E driver needs a test repository and a token",
+            f"pass github_repo=owner/repo and export {TOKEN_VARIABLE}",
+        )
+    return GithubSettings(
+        repo=repo,
+        token=SecretStr(token),
+        api_base=api or DEFAULT_API,
+        timeout_seconds=timeout_seconds,
+        poll_seconds=poll_seconds,
+    )
 
 
 def run_driver(
@@ -62,33 +67,19 @@ def run_driver(
     environment: str,
     driver: str,
     run_id: str,
-    github_repo: str | None = None,
-    github_api: str | None = None,
     org_id: str = DEFAULT_ORG,
-    timeout_seconds: float = 900.0,
-    poll_seconds: float = 10.0,
+    github: GithubSettings | None = None,
 ) -> tuple[list[StepResult], list[dict[str, Any]], str | None]:
     """The steps of ``driver``, the FP event items it read back and the baseline key."""
     if driver == "local":
         oracle = OracleClient(clients, environment, run_id, org_id=org_id)
         return oracle.run(), oracle.read_back, oracle.baseline_key
     if driver == "github":
-        token = os.environ.get(TOKEN_VARIABLE)
-        if not github_repo or not token:
+        if github is None:
             raise ConfigError(
-                "the github E2E driver needs a test repository and a token",
-                f"pass github_repo=owner/repo and export {TOKEN_VARIABLE}",
+                "the github E2E driver needs its settings", "pass github=github_settings(...)"
             )
-        gh = GithubDriver(
-            clients,
-            environment,
-            github_repo,
-            SecretStr(token),
-            run_id,
-            api_base=github_api or DEFAULT_API,
-            timeout_seconds=timeout_seconds,
-            poll_seconds=poll_seconds,
-        )
+        gh = GithubDriver(clients, environment, run_id, github)
         steps = gh.run()
         return steps, gh.fp_events, (gh.report or {}).get("baselineKey")
     raise ConfigError(f"unknown E2E driver {driver!r}", "use driver='local' or 'github'")
@@ -112,27 +103,19 @@ def e2e_cycle(
     environment, backend = target.environment, target.backend
     run_id = run_id or default_run_id()
     clients = AwsClients.of(target)
-    steps, fp_events, key = run_driver(
-        clients,
-        environment,
-        driver,
-        run_id,
-        github_repo,
-        github_api,
-        org_id,
-        timeout_seconds,
-        poll_seconds,
+    github = (
+        github_settings(github_repo, github_api, timeout_seconds, poll_seconds)
+        if driver == "github"
+        else None
     )
+    steps, fp_events, key = run_driver(clients, environment, driver, run_id, org_id, github)
     results = to_check_results(steps)
     results[-1].evidence.append(
-        Evidence(
-            source=f"mirror-rollout AwsClients {clients.region}",
-            observed={
-                "driver": driver,
-                "run_id": run_id,
-                "total_seconds": round(sum(s.seconds for s in steps), 4),
-                **calls_observed(clients),
-            },
+        calls_evidence(
+            clients,
+            driver=driver,
+            run_id=run_id,
+            total_seconds=round(sum(s.seconds for s in steps), 4),
         )
     )
     logger = run_logger()
@@ -140,11 +123,11 @@ def e2e_cycle(
         logger.info(
             "E2E %s: %s in %.3fs %s", step.name, step.status.value, step.seconds, step.message
         )
-    publish(f"{environment}-e2e", results, f"E2E cycle ({driver}, {environment}, {backend})")
-    raise_if_blocking(
+    publish_or_fail(
+        f"{environment}-e2e",
         results,
+        f"E2E cycle ({driver}, {environment}, {backend})",
         "E2E cycle failed",
-        f"see the {environment}-e2e artifact",
         with_ids=True,
     )
     return E2EOutcome(

@@ -327,6 +327,11 @@ def decide_rotation(
                 other_version=done.rotated_from or done.version - 1,
                 reason=f"rotation {rotation_id} already created v{done.version}",
             )
+    return _decide_new_rotation(state, from_version)
+
+
+def _decide_new_rotation(state: NonceState, from_version: int | None) -> Decision:
+    """A rotation not run before: from the current version, when no other is in grace."""
     if from_version is not None:
         bad = _bad_version("from_version", from_version, state)
         if bad is not None:
@@ -343,30 +348,34 @@ def decide_rotation(
             f"live versions: {_versions(state)}",
             f"rotate from the current version: from_version={current.version} (or omit it)",
         )
-    grace = state.grace
-    if grace is not None:
-        old = ", ".join(f"v{n}" for n in grace.old_versions)
-        until = format_time(grace.grace_until) if grace.grace_until else "an unknown time"
-        who = f"rotation {grace.rotation_id}" if grace.rotation_id else "an earlier rotation"
-        if not grace.ended:
-            return _refuse(
-                f"{who} is still in its grace period until {until} ({old} and "
-                f"v{grace.new_version} are both live)",
-                f"wait for the {CLEANUP_FLOW} run to delete {old} after {until}, or undo "
-                f"that rotation with {ROTATION_FLOW} rollback=true",
-            )
-        return _refuse(
-            f"the grace period of {who} ended at {until} but {old} still exist(s) next to "
-            f"v{grace.new_version}",
-            f"run the {CLEANUP_FLOW} flow (old_version={grace.old_versions[0]}, "
-            f"rotation_id={grace.rotation_id}) first",
-        )
+    if state.grace is not None:
+        return _earlier_rotation_pending(state.grace)
     if from_version != current.version:
         return _refuse(
             f"v{from_version} is not the current version (v{current.version})",
             f"rotate from the current version: from_version={current.version} (or omit it)",
         )
     return Decision(action=Action.PROCEED, version=from_version + 1, other_version=from_version)
+
+
+def _earlier_rotation_pending(grace: Grace) -> Decision:
+    """The refusal while an earlier rotation's old versions still exist."""
+    old = ", ".join(f"v{n}" for n in grace.old_versions)
+    until = format_time(grace.grace_until) if grace.grace_until else "an unknown time"
+    who = f"rotation {grace.rotation_id}" if grace.rotation_id else "an earlier rotation"
+    if not grace.ended:
+        return _refuse(
+            f"{who} is still in its grace period until {until} ({old} and "
+            f"v{grace.new_version} are both live)",
+            f"wait for the {CLEANUP_FLOW} run to delete {old} after {until}, or undo "
+            f"that rotation with {ROTATION_FLOW} rollback=true",
+        )
+    return _refuse(
+        f"the grace period of {who} ended at {until} but {old} still exist(s) next to "
+        f"v{grace.new_version}",
+        f"run the {CLEANUP_FLOW} flow (old_version={grace.old_versions[0]}, "
+        f"rotation_id={grace.rotation_id}) first",
+    )
 
 
 def decide_cleanup(
@@ -418,14 +427,7 @@ def decide_rollback(state: NonceState, new_version: int, rotation_id: str) -> De
         )
     target = state.get(new_version)
     if target is None:
-        if not state.versions:
-            return _no_nonce(state)
-        return Decision(
-            action=Action.DONE,
-            version=new_version,
-            other_version=state.current.version if state.current else None,
-            reason=f"v{new_version} is already deleted; live versions: {_versions(state)}",
-        )
+        return _already_rolled_back(state, new_version)
     if target.rotation_id != rotation_id:
         made_by = (
             f"rotation {target.rotation_id}"
@@ -444,6 +446,18 @@ def decide_rollback(state: NonceState, new_version: int, rotation_id: str) -> De
             f"rotate forward instead: run {ROTATION_FLOW} from v{new_version}",
         )
     return Decision(action=Action.PROCEED, version=new_version, other_version=keep)
+
+
+def _already_rolled_back(state: NonceState, new_version: int) -> Decision:
+    """v{new_version} is gone: done, unless no version is left at all."""
+    if not state.versions:
+        return _no_nonce(state)
+    return Decision(
+        action=Action.DONE,
+        version=new_version,
+        other_version=state.current.version if state.current else None,
+        reason=f"v{new_version} is already deleted; live versions: {_versions(state)}",
+    )
 
 
 def rollback_target(state: NonceState) -> Decision:

@@ -13,6 +13,7 @@ retries. Results are never cached (``NO_CACHE``): a retry re-reads SSM.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,15 +25,16 @@ from pydantic import BaseModel
 
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import RolloutError
-from mirror_rollout.evidence import ValidationFailed, publish
 from mirror_rollout.results import CheckResult, Evidence, Status
 from mirror_rollout.retries import retry_if_transient
 from mirror_rollout.target import RolloutTarget
+from tasks.common import publish_or_fail
 from tasks.nonce import store
 from tasks.nonce.rules import (
     ROTATION_FLOW,
     SECURE_STRING,
     Action,
+    Decision,
     NonceRefused,
     NonceState,
     NonceVersion,
@@ -95,8 +97,7 @@ class RemovalResult(BaseModel):
 @task(name="nonce-state", task_run_name="nonce-state-{target.environment}", **RETRIES)
 def read_nonce_state(target: RolloutTarget) -> NonceState:
     """Names, versions, key ids and tags of the nonce versions (never a value)."""
-    environment = target.environment
-    return store.read_state(AwsClients.of(target), environment)
+    return store.read_state(AwsClients.of(target), target.environment)
 
 
 # -- bootstrap --------------------------------------------------------------------
@@ -284,18 +285,11 @@ def nonce_bootstrap(target: RolloutTarget) -> list[CheckResult]:
 
     Publishes ``{env}-nonce``; raises ``ValidationFailed`` on a blocking failure.
     """
-    environment = target.environment
-    env = environment
+    env = target.environment
     results = evaluate_bootstrap(env, AwsClients.of(target))
-    publish(f"{env}-nonce", results, f"Redaction nonce bootstrap ({env})")
-    blocking = [r for r in results if r.blocking]
-    if blocking:
-        raise ValidationFailed(
-            f"nonce bootstrap failed: {'; '.join(r.message for r in blocking)}",
-            f"see the {env}-nonce artifact",
-            results=results,
-        )
-    return results
+    return publish_or_fail(
+        f"{env}-nonce", results, f"Redaction nonce bootstrap ({env})", "nonce bootstrap failed"
+    )
 
 
 # -- rotation ---------------------------------------------------------------------
@@ -311,8 +305,7 @@ def rotate_nonce(
 
     Idempotent per ``rotation_id``: a retry finds the version it created by its tag.
     """
-    environment = target.environment
-    env = environment
+    env = target.environment
     if isinstance(grace_seconds, bool) or not isinstance(grace_seconds, int) or grace_seconds < 0:
         raise NonceRefused(
             f"grace_seconds must be 0 or more, got {grace_seconds!r}; nothing was changed",
@@ -404,12 +397,20 @@ def _rotation_result(
 
 # -- cleanup and rollback ---------------------------------------------------------
 def _remove(
-    env: str, aws: AwsClients, rotation_id: str, decision_fn: Any, what: str
+    target: RolloutTarget,
+    rotation_id: str,
+    decision_fn: Callable[[NonceState], Decision],
+    what: str,
 ) -> RemovalResult:
+    """Delete the version ``decision_fn`` names (if it says PROCEED); what is left after."""
+    env, aws = target.environment, AwsClients.of(target)
     state = store.read_state(aws, env)
     decision = decision_fn(state)
     decision.raise_if_refused()
-    name = parameter_prefix(env) + str(decision.version)
+    version = decision.version
+    if version is None:  # pragma: no cover - cleanup and rollback decisions name their version
+        raise TypeError(f"the {what} decision names no version")
+    name = parameter_prefix(env) + str(version)
     deleted = False
     note = decision.reason
     if decision.action is Action.PROCEED:
@@ -422,7 +423,7 @@ def _remove(
     return RemovalResult(
         environment=env,
         rotation_id=rotation_id,
-        version=int(decision.version),
+        version=version,
         parameter=name,
         deleted=deleted,
         versions_after=after.live,
@@ -443,11 +444,8 @@ def cleanup_previous(
     Refuses if that newer version is missing (never leaves zero versions) or, unless
     ``force``, before the grace end; idempotent when v{old_version} is already gone.
     """
-    environment = target.environment
-    env = environment
     return _remove(
-        env,
-        AwsClients.of(target),
+        target,
         rotation_id,
         lambda s: decide_cleanup(s, old_version, rotation_id, force=force),
         "grace cleanup",
@@ -461,12 +459,6 @@ def cleanup_previous(
 )
 def rollback_rotation(target: RolloutTarget, new_version: int, rotation_id: str) -> RemovalResult:
     """Undo rotation ``rotation_id``: delete v{new_version} (only if tagged with it), keep vN."""
-    environment = target.environment
-    env = environment
     return _remove(
-        env,
-        AwsClients.of(target),
-        rotation_id,
-        lambda s: decide_rollback(s, new_version, rotation_id),
-        "rollback",
+        target, rotation_id, lambda s: decide_rollback(s, new_version, rotation_id), "rollback"
     )

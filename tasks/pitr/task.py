@@ -9,19 +9,12 @@ from prefect import task
 
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
-from mirror_rollout.evidence import publish, raise_if_blocking
 from mirror_rollout.results import CheckResult, Evidence
-from mirror_rollout.retries import error_code, retry_if_transient
+from mirror_rollout.retries import error_code
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_observed, now, run_logger
-from tasks.pitr.checks import (
-    ENABLED_BY_ROLLOUT,
-    TableProbe,
-    backoff_delays,
-    judge,
-    next_action,
-    pitr_description,
-)
+from tasks.common import aws_task, calls_evidence, now, publish_or_fail, run_logger
+from tasks.pitr import checks
+from tasks.pitr.checks import TableProbe
 
 MISSING_TABLE = {"TableNotFoundException", "ResourceNotFoundException"}
 #: Still settling after an enable: try the update again on the next attempt.
@@ -46,7 +39,7 @@ def verify_pitr(
     logger = run_logger()
     probes = {spec.key: TableProbe(spec.name(environment)) for spec in contract.TABLES}
     pending = list(probes.values())
-    delays = backoff_delays(max_attempts, backoff_seconds, max_backoff_seconds)
+    delays = checks.backoff_delays(max_attempts, backoff_seconds, max_backoff_seconds)
     attempt = 0
     for attempt in range(1, max_attempts + 1):
         still: list[TableProbe] = []
@@ -62,15 +55,17 @@ def verify_pitr(
                     source=source, observed={"attempt": attempt, "error": code}
                 )
                 continue
-            probe.last = desc = pitr_description(response)
+            probe.last = desc = checks.pitr_description(response)
             probe.reads.append(Evidence(source=source, observed={"attempt": attempt, **desc}))
-            action = next_action(desc)
+            action = checks.next_action(desc)
             if action == "enable":
                 if not enable:
                     continue
                 if not _enable(ddb, probe, region, attempt):
                     continue
-                logger.warning("PITR was DISABLED on %s: %s", probe.table, ENABLED_BY_ROLLOUT)
+                logger.warning(
+                    "PITR was DISABLED on %s: %s", probe.table, checks.ENABLED_BY_ROLLOUT
+                )
             if action != "done":
                 still.append(probe)
         pending = still
@@ -86,13 +81,8 @@ def verify_pitr(
                 delay,
             )
             sleep(delay)
-    results = [judge(probe, attempt) for probe in probes.values()]
-    results[-1].evidence.append(
-        Evidence(
-            source=f"mirror-rollout AwsClients {region}",
-            observed={"attempts": attempt, **calls_observed(clients)},
-        )
-    )
+    results = [checks.judge(probe, attempt) for probe in probes.values()]
+    results[-1].evidence.append(calls_evidence(clients, attempts=attempt))
     return results
 
 
@@ -121,9 +111,9 @@ def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
             source=source,
             observed={
                 "attempt": attempt,
-                "action": ENABLED_BY_ROLLOUT,
+                "action": checks.ENABLED_BY_ROLLOUT,
                 "previous": "DISABLED",
-                "returned": pitr_description(response)["PointInTimeRecoveryStatus"],
+                "returned": checks.pitr_description(response)["PointInTimeRecoveryStatus"],
             },
             at=now(),
         )
@@ -132,13 +122,7 @@ def _enable(ddb, probe: TableProbe, region: str, attempt: int) -> bool:
 
 
 # Idempotent: a retry re-reads and enables only where PITR is still off.
-@task(
-    name="pitr",
-    task_run_name="pitr-{target.environment}",
-    retries=2,
-    retry_delay_seconds=[5, 20],
-    retry_condition_fn=retry_if_transient,
-)
+@aws_task("pitr", retry_delay_seconds=[5, 20])
 def pitr(
     target: RolloutTarget, max_attempts: int = 8, backoff_seconds: float = 2.0
 ) -> list[CheckResult]:
@@ -146,13 +130,13 @@ def pitr(
     environment, backend = target.environment, target.backend
     clients = AwsClients.of(target)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds)
-    publish(f"{environment}-pitr", results, f"PITR on the {environment} tables ({backend})")
-    raise_if_blocking(
+    return publish_or_fail(
+        f"{environment}-pitr",
         results,
+        f"PITR on the {environment} tables ({backend})",
         "PITR not verified",
-        f"see the {environment}-pitr artifact; create the missing table or enable PITR and rerun",
+        "create the missing table or enable PITR and rerun",
     )
-    return results
 
 
 @task(name="pitr-verify", task_run_name="pitr-verify-{target.environment}")
@@ -164,15 +148,10 @@ def pitr_verify(
     clients = AwsClients.of(target)
     results = verify_pitr(clients, environment, max_attempts, backoff_seconds, enable=enable)
     mode = "enable where off" if enable else "read-only"
-    publish(
+    return publish_or_fail(
         f"{environment}-pitr-verification",
         results,
         f"PITR verification of the {environment} tables in {clients.region} ({mode})",
-    )
-    raise_if_blocking(
-        results,
         "PITR not verified",
-        f"see the {environment}-pitr-verification artifact; create the missing table (run "
-        "the rollout) or enable PITR (verify again with enable=true)",
+        "create the missing table (run the rollout) or enable PITR (verify again with enable=true)",
     )
-    return results

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from mirror_rollout import contract
@@ -25,9 +24,9 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed, failure_results, publish
 from mirror_rollout.results import CheckResult, Evidence
-from mirror_rollout.retries import error_code, retry_if_transient
+from mirror_rollout.retries import error_code
 from mirror_rollout.target import RolloutTarget
-from tasks.common import calls_observed, iso, run_logger
+from tasks.common import aws_task, calls_evidence, default_run_id, iso, run_logger
 from tasks.restore_drill.checks import (
     TableDrill,
     compare,
@@ -146,7 +145,6 @@ def run_drill(
     """Restore the three tables to T into drill copies, compare, delete the copies (always)."""
     ddb = clients.client("dynamodb")
     region = clients.region
-    logger = run_logger()
     drills = {
         spec.key: TableDrill(
             spec.name(environment), drill_table_name(environment, spec.key, run_id)
@@ -178,32 +176,8 @@ def run_drill(
             )
         )
     failure: BaseException | None = None
-    begun: dict[str, float] = {}  # copy -> when its restore was requested
     try:
-        for d in drills.values():
-            started = time.monotonic()
-            try:
-                response = _restore(ddb, d, at, restorable_wait_seconds, sleep)
-            except Exception as exc:
-                d.error, failure = (
-                    f"RestoreTableToPointInTime failed: {error_code(exc) or exc}",
-                    exc,
-                )
-                continue
-            d.deleted = False  # a copy exists from here on: ours to delete
-            d.seconds["restore_call"] = time.monotonic() - started
-            begun[d.copy] = started
-            summary = (response.get("TableDescription") or {}).get("RestoreSummary") or {}
-            d.evidence.append(
-                Evidence(
-                    source=f"dynamodb:RestoreTableToPointInTime {region} {d.source} -> {d.copy}",
-                    observed={
-                        "requested": iso(at),
-                        "RestoreDateTime": iso(summary.get("RestoreDateTime")),
-                        "SourceTableArn": summary.get("SourceTableArn"),
-                    },
-                )
-            )
+        begun, failure = _restore_copies(ddb, drills, at, restorable_wait_seconds, sleep, region)
         for d in drills.values():
             if d.deleted is None or d.error:
                 continue
@@ -221,24 +195,74 @@ def run_drill(
                 d.error, failure = f"{error_code(exc) or type(exc).__name__}: {exc}", exc
     finally:
         # Always: a copy holds the data of a production table and costs money.
-        for d in drills.values():
-            if d.deleted is False:
-                try:
-                    _delete(ddb, d, delete_timeout_seconds, sleep)
-                except Exception as exc:  # the next copy is still deleted
-                    d.error = d.error or f"deleting the copy failed: {error_code(exc) or exc}"
-                    failure = failure or exc
+        not_deleted = _delete_copies(ddb, drills, delete_timeout_seconds, sleep)
+        failure = failure or not_deleted
+    results = _judged(drills, clients)
+    if failure is not None:
+        raise DrillFailed(results) from failure
+    return results
+
+
+def _restore_copies(
+    ddb,
+    drills: dict[str, TableDrill],
+    at: datetime,
+    wait_seconds: float,
+    sleep: Callable[[float], None],
+    region: str,
+) -> tuple[dict[str, float], BaseException | None]:
+    """Request every restore: (copy -> when its restore was requested, the last failure)."""
+    failure: BaseException | None = None
+    begun: dict[str, float] = {}
+    for d in drills.values():
+        started = time.monotonic()
+        try:
+            response = _restore(ddb, d, at, wait_seconds, sleep)
+        except Exception as exc:
+            d.error, failure = f"RestoreTableToPointInTime failed: {error_code(exc) or exc}", exc
+            continue
+        d.deleted = False  # a copy exists from here on: ours to delete
+        d.seconds["restore_call"] = time.monotonic() - started
+        begun[d.copy] = started
+        summary = (response.get("TableDescription") or {}).get("RestoreSummary") or {}
+        d.evidence.append(
+            Evidence(
+                source=f"dynamodb:RestoreTableToPointInTime {region} {d.source} -> {d.copy}",
+                observed={
+                    "requested": iso(at),
+                    "RestoreDateTime": iso(summary.get("RestoreDateTime")),
+                    "SourceTableArn": summary.get("SourceTableArn"),
+                },
+            )
+        )
+    return begun, failure
+
+
+def _delete_copies(
+    ddb, drills: dict[str, TableDrill], timeout: float, sleep: Callable[[float], None]
+) -> BaseException | None:
+    """Delete every copy that exists; the first failure (the next copy is still deleted)."""
+    failure: BaseException | None = None
+    for d in drills.values():
+        if d.deleted is False:
+            try:
+                _delete(ddb, d, timeout, sleep)
+            except Exception as exc:
+                d.error = d.error or f"deleting the copy failed: {error_code(exc) or exc}"
+                failure = failure or exc
+    return failure
+
+
+def _judged(drills: dict[str, TableDrill], clients: AwsClients) -> list[CheckResult]:
+    """One result per table, the API calls on the last; the figures of each table logged."""
     for d in drills.values():
         # Per table: from the restore request to ACTIVE, then the comparison and the delete.
         d.seconds["total"] = sum(d.seconds.get(s, 0.0) for s in ("to_active", "compare", "delete"))
     results = [judge(d) for d in drills.values()]
-    results[-1].evidence.append(
-        Evidence(source=f"mirror-rollout AwsClients {region}", observed=calls_observed(clients))
-    )
+    results[-1].evidence.append(calls_evidence(clients))
+    logger = run_logger()
     for d in drills.values():
         logger.info("restore drill %s: %s", d.source, d.figures())
-    if failure is not None:
-        raise DrillFailed(results) from failure
     return results
 
 
@@ -302,14 +326,7 @@ class DrillFailed(ValidationFailed):
         )
 
 
-@task(
-    name="restore-drill",
-    task_run_name="restore-drill-{target.environment}",
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=retry_if_transient,
-    cache_policy=NO_CACHE,
-)
+@aws_task("restore-drill", retry_delay_seconds=[10, 60], cache_policy=NO_CACHE)
 def restore_drill(
     target: RolloutTarget,
     run_id: str | None = None,
@@ -317,29 +334,23 @@ def restore_drill(
     restorable_wait_seconds: float = 900.0,
 ) -> list[CheckResult]:
     """Restore each table to T into a drill copy, compare, delete; artifact ``{env}-restore-drill``."""
-    environment, backend = target.environment, target.backend
-    from tasks.e2e.task import default_run_id
-
-    clients = AwsClients.of(target)
+    key = f"{target.environment}-restore-drill"
+    what = f"PITR restore drill of the {target.environment} tables ({target.backend})"
     try:
         results = run_drill(
-            clients,
-            environment,
+            AwsClients.of(target),
+            target.environment,
             run_id or default_run_id(),
             active_timeout_seconds,
             restorable_wait_seconds,
         )
-    except DrillFailed as failed:
-        publish(f"{environment}-restore-drill", failed.results or [], _what(environment, backend))
+    except DrillFailed as failed:  # published too: the results say per table what happened
+        publish(key, failed.results or [], what)
         raise
-    publish(f"{environment}-restore-drill", results, _what(environment, backend))
+    publish(key, results, what)
     if any(r.blocking for r in results):
         raise DrillFailed(results)
     return results
-
-
-def _what(environment: str, backend: str) -> str:
-    return f"PITR restore drill of the {environment} tables ({backend})"
 
 
 def run_restore_drill(target: RolloutTarget, requested: bool | None) -> list[CheckResult]:
