@@ -482,7 +482,7 @@ S3_FIRST = {
 
 # One scenario whose every step acts on what the one before left (a killed apply, its lock,
 # the rerun) on one sandbox: split, no part would run alone.
-def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_what_to_adopt(  # noqa: PLR0915
+def test_kill_9_mid_apply_then_force_unlock_and_the_rerun_converges_or_names_what_to_adopt(
     sandbox, through_proxy, tmp_path
 ):
     reset_moto()
