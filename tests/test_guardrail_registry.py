@@ -1,10 +1,12 @@
 """Every registered guardrail has a passing and a failing fixture, and each gives its outcome.
 
-Static checks read small HCL pieces (tests/fixtures/guardrails): the pieces a check reads
-pass it; the same pieces with one edit fail it, with the message the edit provokes. Plan
-checks read small ``terraform show -json`` documents built here from planned resources,
-passing as built and failing with one change. Each fixture runs its check alone, so a
-fixture holds only what its check reads.
+Static checks read a copy of the real infra/ (infra/terraform with its tfvars, infra/gcp):
+the copy as shipped passes each of them; the copy with one edit to one real file fails
+the check, with the message the edit provokes. An edit asserts that the text it replaces
+is there (once, or the first after a named line), so a change to infra/ fails here
+instead of leaving a fixture that tests nothing. Plan checks read small
+``terraform show -json`` documents built here from planned resources, passing as built
+and failing with one change. Each fixture runs its check alone.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,219 +23,270 @@ import pytest
 
 from mirror_rollout import PROJECT_ROOT, contract
 from mirror_rollout.results import CheckResult, Status
+from tasks.guardrails import view
 from tasks.guardrails.checks import REGISTRY, run_static_checks
 from tasks.guardrails.common import GUARDRAILS
+from tasks.guardrails.families.alarms import contract_values
 from tasks.guardrails.plan_checks import PLAN_REGISTRY, read_plan, run_plan_checks
-from tasks.guardrails.view import load_view
+from tasks.guardrails.view import InfraView, load_view
 
-PIECES = Path(__file__).parent / "fixtures" / "guardrails"
 ENV = "staging"
 
 
-# -- static fixtures: pieces of HCL and one edit --------------------------------------
+# -- static fixtures: the real infra/ and one edit --------------------------------------
 @dataclass(frozen=True)
-class StaticCase:
-    pieces: tuple[str, ...]  # terraform/<piece>.tf, or "gcp" for infra/gcp/main.tf
-    edit: tuple[str, str, str]  # (piece, text, replacement) that breaks the check
+class Edit:
+    """Replace ``old`` by ``new`` in infra/``file``: its only occurrence, or the first after
+    the line ``within`` (which must occur once)."""
+
+    file: str
+    old: str
+    new: str
     says: str  # part of the failure's message
+    within: str | None = None
+
+    def apply(self, text: str) -> str:
+        anchor = self.within if self.within is not None else self.old
+        assert text.count(anchor) == 1, (
+            f"{anchor!r} occurs {text.count(anchor)} times in {self.file}"
+        )
+        at = text.find(self.old, text.index(anchor))
+        assert at >= 0, f"no {self.old!r} after {anchor!r} in {self.file}"
+        return text[:at] + self.new + text[at + len(self.old) :]
 
 
-AWS = ("variables", "key")
-TABLES = (*AWS, "tables")
-POLICIES = (*AWS, "tables", "oidc", "deploy_policy")
+MAIN, OIDC, GCP = "terraform/main.tf", "terraform/github-oidc.tf", "gcp/main.tf"
 
-STATIC: dict[str, StaticCase] = {
-    "MR-001": StaticCase(
-        TABLES,
-        (
-            "tables",
-            "enabled = true\n  }\n\n  server_side_encryption",
-            "enabled = false\n  }\n\n  server_side_encryption",
-        ),
+
+def resource(rtype: str, name: str) -> str:
+    return f'resource "{rtype}" "{name}"'
+
+
+CONSENT = resource("aws_dynamodb_table", "consent")
+COUNTER = resource("aws_dynamodb_table", "block_counter")
+TOPIC_BLOCK = resource("aws_sns_topic", "ops_alerts") + " {\n"
+NONCE_NAME = '"/guardian/${var.environment}/redaction_nonce_v1"'
+
+
+def ssm_parameter(name: str, value: str) -> str:
+    return f'{resource("aws_ssm_parameter", name)} {{\n  name = {value}\n  type = "String"\n}}\n'
+
+
+def adding(block: str, says: str) -> Edit:
+    """An edit that adds ``block`` to main.tf (before the ops topic) for a check the real
+    infra gives nothing to break."""
+    return Edit(MAIN, TOPIC_BLOCK, block + TOPIC_BLOCK, says)
+
+
+STATIC: dict[str, Edit] = {
+    "MR-001": Edit(
+        MAIN,
+        "enabled = var.pitr_enabled",
+        "enabled = false",
         "point_in_time_recovery.enabled is false, must be true",
+        within=CONSENT,
     ),
-    "MR-002": StaticCase(
-        TABLES,
-        ("tables", "kms_key_arn = aws_kms_key.main.arn", "kms_key_arn = null"),
+    "MR-002": Edit(
+        MAIN,
+        "kms_key_arn = aws_kms_key.main.arn",
+        "kms_key_arn = null",
         "kms_key_arn must refer to the project CMK",
+        within=COUNTER,
     ),
-    "MR-004": StaticCase(
-        AWS,
-        ("key", "enable_key_rotation = true", "enable_key_rotation = false"),
+    "MR-004": Edit(
+        MAIN,
+        "enable_key_rotation     = true",
+        "enable_key_rotation     = false",
         "enable_key_rotation must be true",
     ),
-    "MR-009": StaticCase(
-        TABLES,
-        ("tables", 'hash_key     = "bucketKey"', 'hash_key     = "counterId"'),
-        "counterId",
-    ),
-    "MR-010": StaticCase(
-        (*AWS, "ssm"),
-        ("ssm", '"/mirror/staging/app-config"', '"/guardian/staging/redaction_nonce_v1"'),
+    "MR-009": Edit(MAIN, '"bucketKey"', '"counterId"', "table keys counterId", within=COUNTER),
+    "MR-010": adding(
+        ssm_parameter("first", NONCE_NAME),
         "are runtime data owned by the nonce-bootstrap and nonce-rotation flows",
     ),
-    "MR-011": StaticCase(
-        (*AWS, "ssm"),
-        ("ssm", 'value = "{}"', 'value = "guardian/staging/redaction/nonce/v1"'),
+    "MR-011": Edit(
+        MAIN,
+        NONCE_NAME,
+        '"guardian/${var.environment}/redaction/nonce/v1"',
         "uses the retired guardian/{env}/redaction/nonce/vN form",
     ),
-    "MR-012": StaticCase(
-        (*AWS, "ssm"),
-        ("ssm", 'value = "{}"', f'value = "{"ab" * 32}"'),
+    "MR-012": adding(
+        ssm_parameter("app_config", f'"/mirror/{"ab" * 32}"'),
         "holds a 64-hex literal that looks like a nonce",
     ),
-    "MR-022": StaticCase(
-        (*AWS, "alerts"),
-        ("alerts", "alarm_actions = [aws_sns_topic.ops_alerts.arn]", "alarm_actions = []"),
+    "MR-022": Edit(
+        MAIN,
+        "alarm_actions       = [aws_sns_topic.ops_alerts.arn]",
+        "alarm_actions       = []",
         "alarm_actions must include aws_sns_topic.ops_alerts.arn",
+        within=resource("aws_cloudwatch_metric_alarm", "circuit_breaker_triggered"),
     ),
-    "MR-023": StaticCase(
-        (*AWS, "alerts"),
-        (
-            "alerts",
-            "kms_master_key_id = aws_kms_key.main.arn",
-            'kms_master_key_id = "alias/aws/sns"',
-        ),
+    "MR-023": Edit(
+        MAIN,
+        "kms_master_key_id = aws_kms_key.main.arn",
+        'kms_master_key_id = "alias/aws/sns"',
         "kms_master_key_id must refer to the project CMK",
+        within=TOPIC_BLOCK,
     ),
-    "MR-030": StaticCase(
-        (*TABLES, "alerts", "dashboard"),
-        ("dashboard", '["AWS/DynamoDB", "UserErrors"],', ""),
+    "MR-030": Edit(
+        "terraform/cloudwatch-dashboard.tf",
+        '["AWS/DynamoDB", "UserErrors", { label = "UserErrors" }],',
+        "",
         "no AWS/DynamoDB UserErrors widget",
     ),
-    "MR-040": StaticCase(
-        (*AWS, "buckets"),
-        ("buckets", 'status = "Enabled"', 'status = "Suspended"'),
+    "MR-040": Edit(
+        MAIN,
+        'status = "Enabled"',
+        'status = "Suspended"',
         "versioning status is 'Suspended', must be Enabled",
+        within=resource("aws_s3_bucket_versioning", "baselines"),
     ),
-    "MR-041": StaticCase(
-        (*AWS, "buckets"),
-        ("buckets", 'sse_algorithm     = "aws:kms"', 'sse_algorithm     = "AES256"'),
+    "MR-041": Edit(
+        MAIN,
+        'sse_algorithm     = "aws:kms"',
+        'sse_algorithm     = "AES256"',
         "sse_algorithm is 'AES256', must be aws:kms",
+        within=resource("aws_s3_bucket_server_side_encryption_configuration", "baselines"),
     ),
-    "MR-042": StaticCase(
-        (*AWS, "buckets"),
-        ("buckets", "ignore_public_acls      = true", "ignore_public_acls      = false"),
+    "MR-042": Edit(
+        MAIN,
+        "ignore_public_acls      = true",
+        "ignore_public_acls      = false",
         "ignore_public_acls must be true",
+        within=resource("aws_s3_bucket_public_access_block", "baselines"),
     ),
-    "MR-043": StaticCase(
-        (*AWS, "audit"),
-        ("audit", "enable_log_file_validation = true", "enable_log_file_validation = false"),
+    "MR-043": Edit(
+        MAIN,
+        "enable_log_file_validation    = true",
+        "enable_log_file_validation    = false",
         "enable_log_file_validation must be true",
     ),
-    "MR-051": StaticCase(
-        (*AWS, "oidc"),
-        ("oidc", '"repo:PhaseMirror/Phase-Mirror:*"', '"repo:PhaseMirror/*"'),
+    "MR-051": Edit(
+        OIDC,
+        '"repo:${var.github_org}/${var.github_repo}:*"',
+        '"repo:${var.github_org}/*"',
         "is wider than repo:PhaseMirror/Phase-Mirror:*",
     ),
-    "MR-052": StaticCase(
-        POLICIES,
-        ("deploy_policy", 'Action   = ["ssm:GetParameter"]', 'Action   = ["ssm:*"]'),
-        "allows wildcard actions ['ssm:*']",
+    "MR-052": Edit(
+        OIDC,
+        '"cloudwatch:GetDashboard"',
+        '"cloudwatch:*"',
+        "statement ProjectDashboard allows wildcard actions ['cloudwatch:*']",
     ),
-    "MR-053": StaticCase(
-        POLICIES,
-        ("deploy_policy", "parameter/guardian/staging/redaction_nonce_v*", "parameter/other/*"),
+    "MR-053": Edit(
+        OIDC,
+        "parameter/guardian/${var.environment}/*",
+        "parameter/other/*",
         "no policy allows ssm:GetParameter on /guardian/staging/redaction_nonce_v1",
     ),
-    "MR-057": StaticCase(
-        POLICIES,
-        ("deploy_policy", "table/mirror-dissonance-staging-*-drill-*", "table/*"),
-        "allows deleting '*', not only drill copies",
+    "MR-057": Edit(
+        OIDC,
+        "table/${local.prefix}-*-drill-*",
+        "table/*",
+        "statement RestoreDrillCopies allows deleting '*', not only drill copies",
     ),
-    "MR-060": StaticCase(
-        (*AWS, "backend"),
-        ("backend", "encrypt              = true", "encrypt              = false"),
+    "MR-060": Edit(
+        "terraform/backend.tf",
+        "encrypt              = true",
+        "encrypt              = false",
         "encrypt must be true",
     ),
-    "MR-061": StaticCase(
-        AWS,
-        (
-            "staging.tfvars",
-            'environment = "staging"',
-            'environment = "staging"\nregoin = "us-east-1"',
-        ),
-        "regoin is not a variable of infra/terraform (typo?)",
+    "MR-061": Edit(
+        "terraform/staging.tfvars",
+        "pitr_enabled ",
+        "pitr_enabed  ",
+        "pitr_enabed is not a variable of infra/terraform (typo?)",
     ),
-    "MR-062": StaticCase(
-        (*AWS, "backup"),
-        ("backup", "delete_after = 35", "cold_storage_after = 35"),
+    "MR-062": Edit(
+        MAIN,
+        "delete_after = local.backup_retention_days",
+        "cold_storage_after = local.backup_retention_days",
         "rule 'daily': lifecycle.delete_after is required",
     ),
-    "MR-063": StaticCase(
-        (*AWS, "lifecycle"),
-        ("lifecycle", "ignore_changes = [tags]", "ignore_changes = [tags, policy]"),
+    "MR-063": Edit(
+        MAIN,
+        "kms_master_key_id = aws_kms_key.main.arn\n",
+        "kms_master_key_id = aws_kms_key.main.arn\n  lifecycle {\n    ignore_changes = [tags, policy]\n  }\n",
         "ignore_changes hides drift of ['policy']",
+        within=TOPIC_BLOCK,
     ),
-    "MR-070": StaticCase(
-        (*AWS, "gcp"),
-        ("gcp", '"POINT_IN_TIME_RECOVERY_ENABLED"', '"POINT_IN_TIME_RECOVERY_DISABLED"'),
+    "MR-070": Edit(
+        GCP,
+        '"POINT_IN_TIME_RECOVERY_ENABLED"',
+        '"POINT_IN_TIME_RECOVERY_DISABLED"',
         "point_in_time_recovery_enablement is 'POINT_IN_TIME_RECOVERY_DISABLED'",
     ),
-    "MR-071": StaticCase(
-        (*AWS, "gcp"),
-        ("gcp", "uniform_bucket_level_access = true", "uniform_bucket_level_access = false"),
+    "MR-071": Edit(
+        GCP,
+        "uniform_bucket_level_access = true",
+        "uniform_bucket_level_access = false",
         "uniform_bucket_level_access must be true",
     ),
-    "MR-072": StaticCase(
-        (*AWS, "gcp"),
-        (
-            "gcp",
-            "default_kms_key_name = google_kms_crypto_key.main.id",
-            'default_kms_key_name = "x"',
-        ),
+    "MR-072": Edit(
+        GCP,
+        "default_kms_key_name = google_kms_crypto_key.main.id",
+        'default_kms_key_name = "x"',
         "encryption.default_kms_key_name must refer to the project crypto key",
     ),
-    "MR-073": StaticCase(
-        (*AWS, "gcp"),
-        ("gcp", '"7776000s"', '"31536000s"'),
+    "MR-073": Edit(
+        GCP,
+        '"7776000s"',
+        '"31536000s"',
         "rotation_period '31536000s' must be set and at most 7776000s",
     ),
-    "MR-074": StaticCase(
-        (*AWS, "gcp"),
-        ("gcp", "'PhaseMirror/Phase-Mirror'", "'PhaseMirror/other'"),
+    "MR-074": Edit(
+        GCP,
+        '== \\"${local.repository}\\"',
+        '== \\"${var.github_org}/other\\"',
         "attribute_condition must require assertion.repository == 'PhaseMirror/Phase-Mirror'",
     ),
-    "MR-075": StaticCase(
-        (*AWS, "gcp"),
-        ("gcp", "  kms_key_name = google_kms_crypto_key.main.id", '  kms_key_name = "x"'),
+    "MR-075": Edit(
+        GCP,
+        "kms_key_name = google_kms_crypto_key.main.id",
+        'kms_key_name = "x"',
         "replication must use customer_managed_encryption with the project key",
+        within="customer_managed_encryption {",
     ),
 }
 
-TFVARS = {
-    "staging.tfvars": 'environment = "staging"\n',
-    "production.tfvars": 'environment = "production"\n',
-}
 
-
-def write_infra(root: Path, case: StaticCase, broken: bool) -> Path:
-    """infra/ of ``case``'s pieces under ``root`` (with its edit when ``broken``)."""
-    texts = {
-        p: (PIECES / ("gcp/main.tf" if p == "gcp" else f"terraform/{p}.tf")).read_text()
-        for p in case.pieces
-    }
-    texts.update(TFVARS)
-    if broken:
-        piece, old, new = case.edit
-        assert old in texts[piece], f"the edit of {piece} finds no {old!r}"
-        texts[piece] = texts[piece].replace(old, new, 1)
-    terraform = root / "infra" / "terraform"
-    terraform.mkdir(parents=True)
-    for piece, text in texts.items():
-        if piece == "gcp":
-            (root / "infra" / "gcp").mkdir()
-            (root / "infra" / "gcp" / "main.tf").write_text(text)
-        else:
-            (terraform / (piece if piece.endswith(".tfvars") else f"{piece}.tf")).write_text(text)
-    # MR-009 reads the Oracle's access patterns next to the Terraform.
-    shutil.copy(PROJECT_ROOT / "infra" / "data-plane.yaml", root / "infra" / "data-plane.yaml")
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One copy of the real infra/ per module: the root every static fixture starts from."""
+    root = tmp_path_factory.mktemp("shipped")
+    shutil.copytree(PROJECT_ROOT / "infra", root / "infra")
     return root
 
 
-def static_results(tmp_path: Path, check_id: str, broken: bool) -> list[CheckResult]:
-    root = write_infra(tmp_path, STATIC[check_id], broken)
-    return run_static_checks(load_view(ENV, root), only=[check_id])
+@pytest.fixture(scope="module")
+def shipped(template: Path) -> InfraView:
+    """The copy as shipped, read once: the passing fixture of every static check."""
+    return load_view(ENV, template)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def parse_each_text_once() -> Iterator[None]:
+    """Parse each distinct file text once, so an edited copy re-parses only the file its
+    edit changed (what load_view reads is the same; only the parser's work is shared)."""
+    parse, trees = view.parse_file, {}
+
+    def parse_once(path: Path, shown: str) -> Any:
+        key = (shown, path.read_bytes())
+        if key not in trees:
+            trees[key] = parse(path, shown)
+        return trees[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(view, "parse_file", parse_once)
+        yield
+
+
+def broken_results(template: Path, tmp_path: Path, check_id: str) -> list[CheckResult]:
+    edit = STATIC[check_id]
+    shutil.copytree(template / "infra", tmp_path / "infra")
+    path = tmp_path / "infra" / edit.file
+    path.write_text(edit.apply(path.read_text()))
+    return run_static_checks(load_view(ENV, tmp_path), only=[check_id])
 
 
 # -- plan fixtures: planned resources and one change ------------------------------------
@@ -345,13 +398,7 @@ def planned_alarm(spec: contract.AlarmSpec) -> Planned:
         f"aws_cloudwatch_metric_alarm.{spec.name.replace('-', '_')}",
         {
             "alarm_name": spec.full_name(ENV),
-            "namespace": spec.namespace(ENV),
-            "metric_name": spec.metric,
-            "statistic": spec.statistic,
-            "threshold": spec.threshold,
-            "comparison_operator": spec.comparison,
-            "period": spec.period,
-            "evaluation_periods": spec.evaluation_periods,
+            **contract_values(spec, ENV),
             "dimensions": spec.dimensions(ENV),
         },
         (("alarm_actions", TOPIC.address),),
@@ -658,13 +705,13 @@ def assert_fails(results: list[CheckResult], check_id: str, says: str) -> None:
 
 
 @pytest.mark.parametrize("check_id", sorted(REGISTRY))
-def test_static_guardrail_passes_its_fixture(tmp_path, check_id):
-    assert_passes(static_results(tmp_path, check_id, broken=False), check_id)
+def test_static_guardrail_passes_the_shipped_infra(shipped, check_id):
+    assert_passes(run_static_checks(shipped, only=[check_id]), check_id)
 
 
 @pytest.mark.parametrize("check_id", sorted(REGISTRY))
-def test_static_guardrail_fails_its_broken_fixture(tmp_path, check_id):
-    assert_fails(static_results(tmp_path, check_id, broken=True), check_id, STATIC[check_id].says)
+def test_static_guardrail_fails_its_edit_of_the_infra(template, tmp_path, check_id):
+    assert_fails(broken_results(template, tmp_path, check_id), check_id, STATIC[check_id].says)
 
 
 @pytest.mark.parametrize("check_id", sorted(PLAN_REGISTRY))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from mirror_rollout import contract
 from mirror_rollout.documents import as_list
@@ -79,9 +80,9 @@ def alarm_inventory(plan: PlanView) -> Iterator[Observation]:
         yield from observe(alarms[name], [], name)
 
 
-def definition_problems(spec: contract.AlarmSpec, env: str, values: dict) -> list[Problem]:
-    """How a planned alarm differs from its contract entry."""
-    want = {
+def contract_values(spec: contract.AlarmSpec, env: str) -> dict[str, Any]:
+    """The planned values of an alarm that its contract entry fixes (all but its dimensions)."""
+    return {
         "namespace": spec.namespace(env),
         "metric_name": spec.metric,
         "statistic": spec.statistic,
@@ -90,9 +91,13 @@ def definition_problems(spec: contract.AlarmSpec, env: str, values: dict) -> lis
         "period": spec.period,
         "evaluation_periods": spec.evaluation_periods,
     }
+
+
+def definition_problems(spec: contract.AlarmSpec, env: str, values: dict) -> list[Problem]:
+    """How a planned alarm differs from its contract entry."""
     problems: list[Problem] = [
         (k, f"{k} is {values.get(k)!r}, expected {w!r}")
-        for k, w in want.items()
+        for k, w in contract_values(spec, env).items()
         if values.get(k) != w
     ]
     dims = values.get("dimensions") or {}
