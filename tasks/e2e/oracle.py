@@ -24,6 +24,7 @@ from mirror_rollout.results import Status
 from mirror_rollout.retries import error_code, is_transient
 from tasks.e2e import checks
 from tasks.e2e.checks import StepResult, Verdict, failed, passed, run_steps, skipped
+from tasks.e2e.table import DdbTable
 from tasks.nonce import store
 from tasks.nonce.rules import kms_alias
 
@@ -54,56 +55,6 @@ def baseline_bucket(environment: str) -> str:
 
 def baseline_key(run_id: str) -> str:
     return f"e2e/{run_id}.json"
-
-
-class DdbTable:
-    """A table over the counted low-level client: plain values in, plain values out."""
-
-    _IN = ("Item", "Key", "ExpressionAttributeValues", "ExclusiveStartKey")
-    _OUT = ("Item", "Attributes", "LastEvaluatedKey")
-
-    def __init__(self, clients: AwsClients, name: str):
-        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-        self.client = clients.client("dynamodb")
-        self.name = name
-        self._ser, self._des = TypeSerializer(), TypeDeserializer()
-
-    def _wire(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {k: self._ser.serialize(v) for k, v in values.items()}
-
-    def _plain(self, values: dict[str, Any]) -> dict[str, Any]:
-        return {k: self._des.deserialize(v) for k, v in values.items()}
-
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        for name in self._IN:
-            if name in kwargs:
-                kwargs[name] = self._wire(kwargs[name])
-        response = getattr(self.client, operation)(TableName=self.name, **kwargs)
-        for name in self._OUT:
-            if name in response:
-                response[name] = self._plain(response[name])
-        if "Items" in response:
-            response["Items"] = [self._plain(i) for i in response["Items"]]
-        return response
-
-    def put_item(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("put_item", **kwargs)
-
-    def get_item(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("get_item", **kwargs)
-
-    def update_item(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("update_item", **kwargs)
-
-    def query(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("query", **kwargs)
-
-    def scan(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("scan", **kwargs)
-
-    def delete_item(self, **kwargs: Any) -> dict[str, Any]:
-        return self._call("delete_item", **kwargs)
 
 
 class OracleClient:
