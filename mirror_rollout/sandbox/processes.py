@@ -70,6 +70,16 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def process_env(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with (empty when it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (a.decode(errors="replace").partition("=") for a in raw.split(b"\0") if a)
+    return {key: value for key, _, value in pairs}
+
+
 def is_ours(record: PidRecord) -> bool:
     """The recorded pid is alive and still runs the argv we started."""
     if not alive(record.pid):
@@ -112,7 +122,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def launch(cmd: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> subprocess.Popen:
     """Start ``cmd`` in its own session, appending its output to ``log_file``."""
-    log = open(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    log = open(  # noqa: SIM115 - handed to the child
+        os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
+    )
     try:
         log.write(f"\n--- {time.strftime('%F %T')} {shlex.join(cmd)}\n".encode())
         log.flush()
@@ -133,9 +145,11 @@ def launch(cmd: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> su
     return proc
 
 
-def stop_group(record: PidRecord, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the whole group, SIGKILL what is left after ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+def stop_group(
+    record: PidRecord, timeout: float = STOP_TIMEOUT, first: signal.Signals = signal.SIGTERM
+) -> None:
+    """Signal the whole group with ``first`` (SIGTERM), SIGKILL what is left after ``timeout``."""
+    for sig, wait in ((first, timeout), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record.pgid, sig)
         deadline = time.monotonic() + wait
