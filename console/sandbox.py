@@ -82,7 +82,10 @@ WorkersOpt = Annotated[
 
 
 #: Its help as `mirror-rollout sandbox` (console.main mounts it).
-MOUNTED_HELP = "Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect)."
+MOUNTED_HELP = (
+    "Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect, "
+    "optionally PostgreSQL)."
+)
 
 app = typer.Typer(
     name="sandbox",

@@ -19,6 +19,7 @@ import os
 import pwd
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import struct
@@ -170,6 +171,12 @@ def ensure_cluster(config: SandboxConfig, binaries: PostgresBinaries) -> None:
     """
     data = config.postgres_data
     if (data / "PG_VERSION").exists():
+        if not (config.state_dir / "postgres-password").exists():
+            raise RolloutError(
+                f"the password of the PostgreSQL cluster in {data} is gone",
+                f"run `mirror-rollout sandbox down`, delete {data} and start again "
+                "(Prefect's history in it goes too)",
+            )
         return
     making = data.with_name("postgres.initdb")
     shutil.rmtree(making, ignore_errors=True)
@@ -191,7 +198,7 @@ def ensure_cluster(config: SandboxConfig, binaries: PostgresBinaries) -> None:
 def _run_once(config: SandboxConfig, cmd: list[str], stdin: str) -> None:
     log_file = config.log_file("postgres")
     with open(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
-        log.write(f"\n--- {' '.join(cmd[:2])} ...\n".encode())
+        log.write(f"\n--- {shlex.join(cmd)}\n".encode())
         log.flush()
         done = subprocess.run(
             as_cluster_owner(cmd),
