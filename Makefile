@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 ## Create .venv with the project and its dev tools, and check for Terraform >= 1.11.
 setup: $(STAMP)
 	$(BIN)/mirror-rollout doctor
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		echo "hint: 'sandbox up --database postgres' needs PostgreSQL: apt-get install postgresql"
 
 ## Bring the sandbox up and run the staging rollout on it, approved as "sandbox-auto".
 rehearse: setup

@@ -20,9 +20,12 @@ from rich.text import Text
 
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.sandbox import (
+    DATABASES,
+    DEFAULT_PORTS,
     DEFAULT_STATE_DIR,
     DEFAULT_TIMEOUT,
     PORT_ENV,
+    RUNS_PER_WORKER_ENV,
     SANDBOX_SETS,
     STATE_DIR_ENV,
     SandboxConfig,
@@ -51,9 +54,38 @@ GcsPortOpt = Annotated[
 PrefectPortOpt = Annotated[
     int | None, typer.Option("--prefect-port", help=f"[env {PORT_ENV['prefect']}; default 4200]")
 ]
+PostgresPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--postgres-port",
+        help=f"PostgreSQL's port with --database postgres "
+        f"[env {PORT_ENV['postgres']}; default {DEFAULT_PORTS['postgres']}]",
+    ),
+]
+DatabaseOpt = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        help=f"The Prefect server's database: {' or '.join(DATABASES)} "
+        "(a local PostgreSQL server in the state dir).",
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Process workers on the mirror-rollout work pool [flow runs each runs at once: "
+        f"env {RUNS_PER_WORKER_ENV}; default no limit]",
+    ),
+]
+
 
 #: Its help as `mirror-rollout sandbox` (console.main mounts it).
-MOUNTED_HELP = "Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect)."
+MOUNTED_HELP = (
+    "Start, stop and inspect the local sandbox (moto, GCS emulator, Prefect, "
+    "optionally PostgreSQL)."
+)
 
 app = typer.Typer(
     name="sandbox",
@@ -91,6 +123,9 @@ def up_cmd(
     moto_port: MotoPortOpt = None,
     gcs_port: GcsPortOpt = None,
     prefect_port: PrefectPortOpt = None,
+    postgres_port: PostgresPortOpt = None,
+    database: DatabaseOpt = "sqlite",
+    workers: WorkersOpt = 1,
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for each server to answer.")
     ] = DEFAULT_TIMEOUT,
@@ -102,9 +137,14 @@ def up_cmd(
     """
     with _exit_2_on_error():
         located = SandboxConfig.resolve(
-            state_dir=state_dir, moto_port=moto_port, gcs_port=gcs_port, prefect_port=prefect_port
+            state_dir=state_dir,
+            moto_port=moto_port,
+            gcs_port=gcs_port,
+            prefect_port=prefect_port,
+            postgres_port=postgres_port,
+            database=database,
         )
-        config = dataclasses.replace(located, timeout=float(timeout))
+        config = dataclasses.replace(located, timeout=float(timeout), workers=workers)
         statuses = up(config)
     errc = Console(stderr=True)
     errc.print(_table(statuses))
@@ -121,6 +161,7 @@ def _command(name: str, action: Callable[[SandboxConfig], None]) -> None:
         moto_port: MotoPortOpt = None,
         gcs_port: GcsPortOpt = None,
         prefect_port: PrefectPortOpt = None,
+        postgres_port: PostgresPortOpt = None,
     ) -> None:
         with _exit_2_on_error():
             config = SandboxConfig.resolve(
@@ -128,6 +169,7 @@ def _command(name: str, action: Callable[[SandboxConfig], None]) -> None:
                 moto_port=moto_port,
                 gcs_port=gcs_port,
                 prefect_port=prefect_port,
+                postgres_port=postgres_port,
             )
             action(config)
 

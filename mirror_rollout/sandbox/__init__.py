@@ -5,6 +5,7 @@
   variables a client needs (:func:`exports`, :func:`activate`);
 - :mod:`~mirror_rollout.sandbox.reviewers`: the auto-reviewers' keys and registry;
 - :mod:`~mirror_rollout.sandbox.processes`: pid records and process groups;
+- :mod:`~mirror_rollout.sandbox.postgres`: the PostgreSQL server of ``--database postgres``;
 - :mod:`~mirror_rollout.sandbox.supervisor`: ``up``, ``down`` and ``status``.
 
 The ``mirror-rollout sandbox`` commands are in :mod:`console.sandbox`. Callers import
@@ -22,16 +23,22 @@ from mirror_rollout.sandbox.access import (
     restore_env,
 )
 from mirror_rollout.sandbox.config import (
+    ALL_SERVERS,
+    DATABASES,
     DEFAULT_PORTS,
     DEFAULT_STATE_DIR,
     DEFAULT_TIMEOUT,
     PORT_ENV,
+    RUNS_PER_WORKER_ENV,
     SERVERS,
     STATE_DIR_ENV,
     WORK_POOL,
+    WORKER_NAME_ENV,
     SandboxConfig,
     find_conflicts,
     port_conflict,
+    worker_key,
+    worker_name,
 )
 from mirror_rollout.sandbox.private import private_dir, write_private
 from mirror_rollout.sandbox.processes import (
@@ -41,6 +48,7 @@ from mirror_rollout.sandbox.processes import (
     group_members,
     is_ours,
     port_in_use,
+    process_env,
 )
 from mirror_rollout.sandbox.reviewers import (
     AUTO_REVIEWERS,
@@ -51,6 +59,7 @@ from mirror_rollout.sandbox.reviewers import (
 from mirror_rollout.sandbox.supervisor import (
     ServerStatus,
     bootstrap_state_backend,
+    database_of,
     down,
     healthy,
     server_command,
@@ -63,15 +72,19 @@ from mirror_rollout.sandbox.supervisor import (
 )
 
 __all__ = [
+    "ALL_SERVERS",
     "AUTO_REVIEWERS",
     "CONFLICTING_ENV",
+    "DATABASES",
     "DEFAULT_PORTS",
     "DEFAULT_STATE_DIR",
     "DEFAULT_TIMEOUT",
     "PORT_ENV",
+    "RUNS_PER_WORKER_ENV",
     "SANDBOX_SETS",
     "SERVERS",
     "STATE_DIR_ENV",
+    "WORKER_NAME_ENV",
     "WORK_POOL",
     "PidRecord",
     "SandboxConfig",
@@ -86,6 +99,7 @@ __all__ = [
     "bootstrap_state_backend",
     "cmdline",
     "credentials",
+    "database_of",
     "down",
     "exports",
     "find_conflicts",
@@ -95,6 +109,7 @@ __all__ = [
     "port_conflict",
     "port_in_use",
     "private_dir",
+    "process_env",
     "restore_env",
     "server_command",
     "server_env",
@@ -103,5 +118,7 @@ __all__ = [
     "up",
     "worker_command",
     "worker_env",
+    "worker_key",
+    "worker_name",
     "write_private",
 ]

@@ -70,6 +70,16 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def process_env(pid: int) -> dict[str, str]:
+    """The environment ``pid`` was started with (empty when it cannot be read)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (a.decode(errors="replace").partition("=") for a in raw.split(b"\0") if a)
+    return {key: value for key, _, value in pairs}
+
+
 def is_ours(record: PidRecord) -> bool:
     """The recorded pid is alive and still runs the argv we started."""
     if not alive(record.pid):
@@ -135,9 +145,11 @@ def launch(cmd: list[str], env: dict[str, str], cwd: Path, log_file: Path) -> su
     return proc
 
 
-def stop_group(record: PidRecord, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM the whole group, SIGKILL what is left after ``timeout``."""
-    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+def stop_group(
+    record: PidRecord, timeout: float = STOP_TIMEOUT, first: signal.Signals = signal.SIGTERM
+) -> None:
+    """Signal the whole group with ``first`` (SIGTERM), SIGKILL what is left after ``timeout``."""
+    for sig, wait in ((first, timeout), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(record.pgid, sig)
         deadline = time.monotonic() + wait

@@ -1,0 +1,1 @@
+"""Flows the tests deploy to the sandbox's workers (importable from the project root)."""
