@@ -136,20 +136,29 @@ def up_cmd(
     `eval "$(mirror-rollout sandbox up)"` works.
     """
     with _exit_2_on_error():
-        located = SandboxConfig.resolve(
-            state_dir=state_dir,
-            moto_port=moto_port,
-            gcs_port=gcs_port,
-            prefect_port=prefect_port,
-            postgres_port=postgres_port,
-            database=database,
-        )
+        ports = (moto_port, gcs_port, prefect_port, postgres_port)
+        located = _locate(state_dir, ports, database=database)
         config = dataclasses.replace(located, timeout=float(timeout), workers=workers)
         statuses = up(config)
     errc = Console(stderr=True)
     errc.print(_table(statuses))
     errc.print(f"Prefect UI: {config.ui_url}", soft_wrap=True)
     _print_exports(config)
+
+
+def _locate(
+    state_dir: Path | None, ports: tuple[int | None, ...], database: str = "sqlite"
+) -> SandboxConfig:
+    """The sandbox the options name: its state dir and (moto, gcs, prefect, postgres) ports."""
+    moto, gcs, prefect, postgres = ports
+    return SandboxConfig.resolve(
+        state_dir=state_dir,
+        moto_port=moto,
+        gcs_port=gcs,
+        prefect_port=prefect,
+        postgres_port=postgres,
+        database=database,
+    )
 
 
 def _command(name: str, action: Callable[[SandboxConfig], None]) -> None:
@@ -164,14 +173,7 @@ def _command(name: str, action: Callable[[SandboxConfig], None]) -> None:
         postgres_port: PostgresPortOpt = None,
     ) -> None:
         with _exit_2_on_error():
-            config = SandboxConfig.resolve(
-                state_dir=state_dir,
-                moto_port=moto_port,
-                gcs_port=gcs_port,
-                prefect_port=prefect_port,
-                postgres_port=postgres_port,
-            )
-            action(config)
+            action(_locate(state_dir, (moto_port, gcs_port, prefect_port, postgres_port)))
 
 
 def _down(config: SandboxConfig) -> None:

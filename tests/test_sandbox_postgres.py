@@ -48,11 +48,11 @@ def options(config: sb.SandboxConfig) -> list[str]:
     return ["--state-dir", str(config.state_dir), *ports]
 
 
-@pytest.fixture(scope="module")
-def team_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamSandbox]:
+def postgres_sandbox(state_dir: Path) -> sb.SandboxConfig:
+    """A sandbox on PostgreSQL, on free ports of its own."""
     moto, gcs, pg, prefect = free_ports(4)
-    config = sb.SandboxConfig.resolve(
-        state_dir=tmp_path_factory.mktemp("pg") / "sandbox",
+    return sb.SandboxConfig.resolve(
+        state_dir=state_dir,
         moto_port=moto,
         gcs_port=gcs,
         postgres_port=pg,
@@ -60,6 +60,11 @@ def team_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamSandb
         database="postgres",
         env={},
     )
+
+
+@pytest.fixture(scope="module")
+def team_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamSandbox]:
+    config = postgres_sandbox(tmp_path_factory.mktemp("pg") / "sandbox")
     config = dataclasses.replace(config, workers=2, runs_per_worker=1)
     up_args = ["up", *options(config), "--database", "postgres", "--workers", "2"]
     try:
@@ -263,16 +268,8 @@ def test_the_password_never_leaks(team_sandbox: TeamSandbox) -> None:
 
 
 def test_a_taken_postgres_port_fails_before_anything_starts(tmp_path: Path) -> None:
-    moto, gcs, pg, prefect = free_ports(4)
-    config = sb.SandboxConfig.resolve(
-        state_dir=tmp_path / "sandbox",
-        moto_port=moto,
-        gcs_port=gcs,
-        postgres_port=pg,
-        prefect_port=prefect,
-        database="postgres",
-        env={},
-    )
+    config = postgres_sandbox(tmp_path / "sandbox")
+    pg = config.postgres_port
     with socket.socket() as foreign:
         foreign.bind(("127.0.0.1", pg))
         foreign.listen()
