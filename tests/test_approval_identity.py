@@ -218,7 +218,7 @@ def test_rehearse_refuses_a_leaking_endpoint_before_any_aws_call(tmp_path, extra
             "AWS_CONFIG_FILE": str(config),
             "MIRROR_ROLLOUT_SANDBOX_DIR": str(state),
             # Were the guard to let it through, a sandbox of its own would start, not the default.
-            **dict(zip(PORT_ENV.values(), map(str, free_ports(3)), strict=True)),
+            **dict(zip(PORT_ENV.values(), map(str, free_ports(len(PORT_ENV))), strict=True)),
             **extra_env,
         },
     )
