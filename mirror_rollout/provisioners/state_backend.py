@@ -13,13 +13,14 @@ from typing import Any
 
 from mirror_rollout import contract
 from mirror_rollout.provisioners.raw_hcl import load, root_files, unquote
+from mirror_rollout.target import DEFAULT_REGION
 
 
 @dataclass(frozen=True)
 class BackendSpec:
     bucket: str = contract.STATE_BUCKET
     lock_table: str = contract.LOCK_TABLE
-    region: str = "us-east-1"
+    region: str = DEFAULT_REGION
     key: str = "infra/terraform.tfstate"
     workspace_key_prefix: str = "env"
 
@@ -41,7 +42,7 @@ def read_backend(directory: Path) -> BackendSpec | None:
                     return BackendSpec(
                         bucket=unquote(s3.get("bucket", contract.STATE_BUCKET)),
                         lock_table=unquote(s3.get("dynamodb_table", contract.LOCK_TABLE)),
-                        region=unquote(s3.get("region", "us-east-1")),
+                        region=unquote(s3.get("region", DEFAULT_REGION)),
                         key=unquote(s3.get("key", "terraform.tfstate")),
                         workspace_key_prefix=unquote(s3.get("workspace_key_prefix", "env:")),
                     )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mirror_rollout.errors import ConfigError, RolloutError
+from mirror_rollout.target import DEFAULT_REGION
 
 #: The servers of the default (SQLite) sandbox, in start order.
 SERVERS: tuple[str, ...] = ("moto", "gcs", "prefect")
@@ -23,7 +24,6 @@ DATABASES: tuple[str, ...] = ("sqlite", "postgres")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORTS: dict[str, int] = {"moto": 5055, "gcs": 9023, "postgres": 5433, "prefect": 4200}
 DEFAULT_STATE_DIR = Path("~/.local/state/mirror-rollout/sandbox")
-DEFAULT_REGION = "us-east-1"
 DEFAULT_TIMEOUT = 120.0
 #: GCP project used for health checks and exported to clients.
 GCP_PROJECT = "sandbox"

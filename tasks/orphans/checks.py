@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror_rollout.results import CheckResult, Evidence, Status
+from mirror_rollout.target import DEFAULT_REGION
 from tasks.restore_drill.checks import delete_command, is_drill_table
 
 
@@ -175,7 +176,7 @@ def orphan_results(
     live: list[LiveResource],
     orphans: list[Orphan],
     source: str,
-    region: str = "us-east-1",
+    region: str = DEFAULT_REGION,
 ) -> list[CheckResult]:
     leftovers, orphans = drill_leftovers(environment, orphans)
     evidence = [
