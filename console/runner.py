@@ -115,21 +115,19 @@ class Outcome:
 
 
 def cancel(client: Any, flow_run_id: UUID, reason: str) -> None:
-    """Cancel the run: directly while it is Scheduled, else through its worker.
+    """Ask Prefect to cancel the run through Cancelling, never by forcing Cancelled.
 
-    Pending (Submitting) means a worker has claimed it and may be starting it: only
-    Cancelling makes that worker stop the process it started.
+    The server turns Cancelling into Cancelled at once while no worker has claimed the
+    run; once one has (Pending, a process starting), the run stays Cancelling and that
+    worker stops the process it started. Forcing Cancelled over a run a worker has just
+    claimed lets the process start anyway and take it from Cancelled to Running.
     """
-    from prefect.states import Cancelled, Cancelling
+    from prefect.states import Cancelling
 
     run = client.read_flow_run(flow_run_id)
-    state = run.state
-    if state is not None and state.is_final():
+    if run.state is not None and run.state.is_final():
         return
-    if state is None or state.is_scheduled():
-        client.set_flow_run_state(flow_run_id, Cancelled(message=reason), force=True)
-    else:
-        client.set_flow_run_state(flow_run_id, Cancelling(message=reason), force=True)
+    client.set_flow_run_state(flow_run_id, Cancelling(message=reason))
 
 
 def follow(

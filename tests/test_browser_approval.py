@@ -140,9 +140,51 @@ def approve_in_ui(page, flow_run_id: str, plan_sha256: str, screenshot: Path) ->
     expect(allow_destroy).to_have_attribute("aria-checked", "false")
     page.screenshot(path=screenshot)
 
-    dialog.get_by_role("button", name="Submit").click()
-    expect(page.get_by_text("Flow run resumed").first).to_be_visible()
+    submit_until_resumed(page, dialog, flow_run_id)
     expect(dialog).to_be_hidden()
+
+
+#: Submits of the resume form when the server failed the previous one (HTTP 5xx).
+SUBMIT_TRIES = 3
+
+
+def submit_until_resumed(page, dialog, flow_run_id: str) -> None:
+    """Click Submit until the UI says "Flow run resumed"; again only after a server error.
+
+    Prefect's SQLite backend fails a resume with HTTP 500 ("database is locked") when
+    another writer commits during it; the UI then shows "Oops. Something went wrong."
+    with the form still open and the run still Paused, and a reviewer submits again.
+    Any other outcome (no toast, no server error) fails the test.
+    """
+    resume_url = f"/flow_runs/{flow_run_id}/resume"
+    server_errors: list[str] = []
+    failed_resumes: list[int] = []
+
+    def on_response(response) -> None:
+        if response.status >= 500:
+            server_errors.append(f"{response.request.method} {response.url} -> {response.status}")
+            if response.url.endswith(resume_url):
+                failed_resumes.append(response.status)
+
+    page.on("response", on_response)
+    resumed = page.get_by_text("Flow run resumed").first
+    for attempt in range(1, SUBMIT_TRIES + 1):
+        failed_before = len(failed_resumes)
+        dialog.get_by_role("button", name="Submit").click()
+        waited = 0
+        while waited < UI_TIMEOUT_MS and not resumed.is_visible():
+            if len(failed_resumes) > failed_before:
+                break
+            page.wait_for_timeout(250)
+            waited += 250
+        if resumed.is_visible():
+            return
+        if len(failed_resumes) == failed_before or attempt == SUBMIT_TRIES:
+            break
+        page.wait_for_timeout(500 * attempt)
+    raise AssertionError(
+        f"the UI did not resume the run after {attempt} submit(s); server errors: {server_errors}"
+    )
 
 
 def open_artifact_of_run(page, key: str, flow_run_id: str) -> None:

@@ -101,7 +101,6 @@ def send_approval(
     With ``key`` the approval is signed for this run, stage, plan and decision, and
     the reviewer defaults to the key's name.
     """
-    from prefect.flow_runs import resume_flow_run
 
     pending = pending_approval(run_id)
     name = reviewer if reviewer is not None else (key.reviewer if key else "")
@@ -126,13 +125,47 @@ def send_approval(
             f"invalid approval: {field}: {first['msg']}",
             f"give a valid --{field.replace('_', '-')}",
         ) from None
-    try:
-        resume_flow_run(UUID(pending.flow_run_id), run_input=form.model_dump(mode="json"))
-    except RuntimeError as exc:
-        raise RolloutError(
-            f"the run did not accept the approval: {exc}", "check the run in the Prefect UI"
-        ) from None
+    _resume(UUID(pending.flow_run_id), form.model_dump(mode="json"))
     return form, pending
+
+
+#: Tries of a resume the server failed with a 5xx while the run stayed Paused.
+RESUME_TRIES = 4
+
+
+def _resume(flow_run_id: UUID, run_input: dict[str, Any]) -> None:
+    """Resume the run with ``run_input``; again when the server failed and the run still waits.
+
+    Prefect's SQLite backend answers a resume with HTTP 500 ("database is locked") when
+    another writer committed during its read-then-write transaction. The transaction
+    rolled back, so the run is still Paused and sending the same answer again is safe.
+    """
+    import time
+
+    import httpx
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    for attempt in range(1, RESUME_TRIES + 1):
+        try:
+            resume_flow_run(flow_run_id, run_input=run_input)
+            return
+        except RuntimeError as exc:
+            raise RolloutError(
+                f"the run did not accept the approval: {exc}", "check the run in the Prefect UI"
+            ) from None
+        except httpx.HTTPStatusError as exc:
+            status = exc.response.status_code
+            with get_client(sync_client=True) as client:
+                state = client.read_flow_run(flow_run_id).state
+            if status < 500 or state is None or not state.is_paused() or attempt == RESUME_TRIES:
+                raise RolloutError(
+                    f"the Prefect server failed to record the approval (HTTP {status}); "
+                    f"the run is {state.name if state else 'without state'}",
+                    "send the approval again; if the server's log shows 'database is locked', "
+                    "run the server on PostgreSQL (mirror-rollout sandbox up --database postgres)",
+                ) from None
+            time.sleep(0.5 * attempt)
 
 
 class Decision(BaseModel):
