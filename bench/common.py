@@ -23,12 +23,14 @@ TARGET_RATIO = 1.3
 LOAD_AT_START = os.getloadavg()[0]
 
 
-def sandbox_ready() -> tuple[sandbox.SandboxConfig, str]:
+def sandbox_ready(
+    config: sandbox.SandboxConfig | None = None,
+) -> tuple[sandbox.SandboxConfig, str]:
     """Bring the sandbox up if needed (not timed) and point this process at it.
 
     Returns the config and a note for the results: reused, or started (and how long it took).
     """
-    config = sandbox.SandboxConfig.resolve()
+    config = config or sandbox.SandboxConfig.resolve()
     started = time.monotonic()
     statuses = sandbox.up(config)
     seconds = time.monotonic() - started

@@ -1,127 +1,129 @@
-"""Benchmark: one environment rolled out alone versus four rolled out concurrently.
+"""Benchmark: one environment rolled out alone versus four at once, as users fan out.
 
-Four environments (staging, production and two more, qa and perf, made from
-staging's tfvars in a temporary copy of infra/) roll out at once on the sandbox,
-each auto-approved, each in its own sandbox account and holding only its own
-environment's slot. Prints the wall times and the speed-up over rolling the
-four out one after another; appends them to bench/RESULTS.md.
+Both sides run `mirror-rollout run infra-rollout/rollout --env ...` as it runs for a
+user (console.fanout): deployment runs on the sandbox's work pool, picked up by its
+workers, each answered by a signed sandbox reviewer as soon as it pauses. Four
+environments: staging, production and two more, qa and perf, added the way a user adds
+one (tests/support/environments.py) in a temporary copy of infra/. moto is emptied
+before each side. Prints the table of outcomes and the ratio; appends them to
+bench/RESULTS.md.
 
-    .venv/bin/python bench/fanout.py
+    .venv/bin/python bench/fanout.py                                   # SQLite, 1 worker
+    .venv/bin/python bench/fanout.py --database postgres --workers 2
+
+The sandbox must be down or already running with the same --database (the script
+starts what is missing, with that many workers).
 """
 
 from __future__ import annotations
 
-import contextvars
-import re
-import shutil
+import argparse
+import dataclasses
+import os
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, append_results, reset_moto, run_rollout, sandbox_ready
+from bench.common import ROOT, append_results, reset_moto, sandbox_ready
+from console.fanout import EnvironmentRun, fan_out, outcome_table
+from console.rehearsal import auto_approval
+from mirror_rollout import sandbox
+from tests.support.environments import root_with_environments
 
-COMMAND = ".venv/bin/python bench/fanout.py"
+DEPLOYMENT = "infra-rollout/rollout"
 ENVIRONMENTS = ["staging", "production", "qa", "perf"]
+#: The issue's target: four environments at most this multiple of one alone.
+TARGET_RATIO = 2.0
 
 
-def four_environment_root(base: Path) -> Path:
-    """A copy of infra/ with qa and perf added as a user adds an environment: its tfvars
-    (staging's values, its own name) and its name in the `environment` validation."""
-    shutil.copytree(ROOT / "infra", base / "infra")
-    allowed = 'var.environment == "staging" || var.environment == "production"'
-    for stack in ("terraform", "gcp"):
-        variables = base / "infra" / stack / "variables.tf"
-        text = variables.read_text()
-        assert allowed in text, f"{variables} no longer has the environment allow-list"
-        more = ' || var.environment == "qa" || var.environment == "perf"'
-        variables.write_text(text.replace(allowed, allowed + more))
-    for environment in ("qa", "perf"):
-        for stack in ("terraform", "gcp"):
-            staging = (base / "infra" / stack / "staging.tfvars").read_text()
-            values = re.sub(r'"(phase-mirror-)?staging"', rf'"\g<1>{environment}"', staging)
-            (base / "infra" / stack / f"{environment}.tfvars").write_text(values)
-    return base
+def register_deployment() -> None:
+    prefect = str(Path(sys.executable).with_name("prefect"))
+    done = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--name", "rollout"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"prefect deploy failed:\n{done.stdout}{done.stderr}")
 
 
-def rollout_all(config, environments: list[str], root: Path) -> dict[str, tuple[int, float]]:
-    """Roll ``environments`` out at once, one thread each: env -> (exit code, wall seconds)."""
-    outcomes: dict[str, tuple[int, float]] = {}
-    start = threading.Barrier(len(environments))
-
-    def one(environment: str) -> None:
-        start.wait()
-        code, _, seconds = run_rollout(config, environment, root=str(root))
-        outcomes[environment] = (code, seconds)
-
-    # Each rollout sees this thread's Prefect settings (a context variable).
-    threads = [
-        threading.Thread(target=contextvars.copy_context().run, args=(one, env))
-        for env in environments
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return outcomes
+def roll_out(
+    config: sandbox.SandboxConfig, environments: list[str], root: Path
+) -> tuple[float, list[EnvironmentRun]]:
+    """Empty moto, fan out ``environments``, auto-approve each pause: (wall s, runs)."""
+    reset_moto(config)
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the bench
+    started = time.monotonic()
+    runs = fan_out(
+        DEPLOYMENT,
+        environments,
+        {"root": str(root), "approval_timeout_seconds": 600},
+        echo=lambda _line: None,
+        timeout=1800,
+        on_pause=auto_approval(quiet),
+    )
+    return time.monotonic() - started, runs
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--database", choices=sandbox.DATABASES, default="sqlite")
+    parser.add_argument("--workers", type=int, default=1)
+    args = parser.parse_args()
+    config = dataclasses.replace(
+        sandbox.SandboxConfig.resolve(database=args.database), workers=args.workers
+    )
     console = Console()
-    config, setting = sandbox_ready()
+    config, note = sandbox_ready(config)
+    register_deployment()
     with tempfile.TemporaryDirectory(prefix="mirror-rollout-fanout-") as tmp:
-        root = four_environment_root(Path(tmp))
-        reset_moto(config)
-        started = time.monotonic()
-        alone = rollout_all(config, ["staging"], root)
-        one_wall = time.monotonic() - started
+        root = root_with_environments(Path(tmp), ["qa", "perf"])
+        one_wall, alone = roll_out(config, ["staging"], root)
+        four_wall, together = roll_out(config, ENVIRONMENTS, root)
 
-        reset_moto(config)
-        started = time.monotonic()
-        together = rollout_all(config, ENVIRONMENTS, root)
-        four_wall = time.monotonic() - started
-
-    failed = {env: code for env, (code, _) in {**alone, **together}.items() if code}
-    table = Table(title=f"Fan-out on the sandbox ({setting})")
-    for column in ("rollout", "environments", "wall s", "exit codes"):
-        table.add_column(column)
-    table.add_row("one alone", "staging", f"{one_wall:.1f}", str(alone["staging"][0]))
-    for env in ENVIRONMENTS:
-        code, seconds = together[env]
-        table.add_row("four at once", env, f"{seconds:.1f}", str(code))
-    table.add_row("four at once", "all", f"{four_wall:.1f}", "")
-    console.print(table)
-    sequential = 4 * one_wall
+    console.print(outcome_table(f"{DEPLOYMENT}, one environment", alone))
+    console.print(outcome_table(f"{DEPLOYMENT}, four at once", together))
+    ratio = four_wall / one_wall
+    setting = f"{args.database}, {args.workers} worker(s)"
     summary = (
-        f"one environment {one_wall:.1f} s; four concurrently {four_wall:.1f} s "
-        f"({four_wall / one_wall:.2f}x one; one after another would take ~{sequential:.0f} s, "
-        f"so fan-out is {sequential / four_wall:.2f}x faster)"
+        f"Prefect on {setting}: one environment {one_wall:.1f} s; four at once "
+        f"{four_wall:.1f} s = {ratio:.2f}x one (target <= {TARGET_RATIO:.1f}x: "
+        f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); one after another would take "
+        f"~{4 * one_wall:.0f} s"
     )
     console.print(summary)
+    failed = [run.environment for run in [*alone, *together] if not run.completed]
     if failed:
-        console.print(f"[red]rollouts failed: {failed}[/]")
+        console.print(f"[red]not Completed: {failed}[/]")
+    command = ".venv/bin/python bench/fanout.py" + (
+        f" --database {args.database} --workers {args.workers}"
+        if (args.database, args.workers) != ("sqlite", 1)
+        else ""
+    )
     append_results(
-        "Fan-out: one environment vs four concurrently",
-        COMMAND,
-        setting,
+        f"Fan-out as deployment runs: one environment vs four, Prefect on {setting}",
+        command,
+        note,
         [
-            "| rollout | environment | wall s | exit code |",
-            "|---|---|---|---|",
-            f"| one alone | staging | {one_wall:.1f} | {alone['staging'][0]} |",
+            "| rollout | environment | run | state | seconds |",
+            "|---|---|---|---|---|",
             *(
-                f"| four at once | {env} | {together[env][1]:.1f} | {together[env][0]} |"
-                for env in ENVIRONMENTS
+                f"| {label} | {run.environment} | {run.flow_run_name} | {run.state} | "
+                f"{run.seconds:.1f} |"
+                for label, runs in (("one alone", alone), ("four at once", together))
+                for run in runs
             ),
-            f"| four at once | all | {four_wall:.1f} | |",
+            f"| four at once | all | | | {four_wall:.1f} |",
             "",
-            summary + ". Each environment has its own sandbox account and its own Prefect "
-            "concurrency slot; all four share one moto, one Prefect server and this process.",
+            summary + ". Each environment holds its own `rollout-{env}` slot and its own "
+            "approval; all share one moto, one Prefect server and this machine's 2 cores.",
         ],
     )
     sys.exit(1 if failed else 0)

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from console.errors import as_rollout_error
 from console.sandbox import MOUNTED_HELP
 from console.sandbox import app as sandbox_app
 from mirror_rollout.errors import ConfigError, RolloutError
@@ -295,18 +296,36 @@ def run_deployment_cmd(
     timeout: Annotated[
         float, typer.Option(help="cancel the run and exit 1 after this many seconds (0: no limit)")
     ] = 0,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            "-e",
+            help="environment parameter; repeat it to roll several out at once "
+            "(e.g. infra-rollout/rollout --env staging --env qa)",
+        ),
+    ] = None,
 ) -> None:
     """Run a Prefect deployment on its work pool and follow it.
 
-    Exit 0 if the run Completed; 1 if it Failed, Crashed, was Cancelled or timed out;
-    2 for a usage or API error.
+    With several --env, one run per environment starts at once and the command ends
+    with a table of their outcomes. Exit 0 if every run Completed; 1 if one Failed,
+    Crashed, was Cancelled or timed out; 2 for a usage or API error.
     """
     from console.runner import parse_params
     from console.runner import run as run_deployment
 
+    params = parse_params(param or [])
+    if env and len(env) > 1:
+        from console.fanout import run_environments
+
+        echo = typer.echo
+        raise typer.Exit(run_environments(deployment, env, params, echo, console, wait, timeout))
+    if env:
+        params["environment"] = env[0]
     code = run_deployment(
         deployment,
-        parse_params(param or []),
+        params,
         lambda line: typer.echo(line),
         wait=wait,
         timeout=timeout or None,
@@ -466,34 +485,10 @@ def main() -> None:
         try:
             app()
         except Exception as exc:  # botocore's own errors become one actionable line
-            raise _as_rollout_error(exc) from exc
+            raise as_rollout_error(exc) from exc
     except RolloutError as exc:
         err_console.print(f"[red]error:[/] {exc.line()}", highlight=False, soft_wrap=True)
         sys.exit(2)
-
-
-def _as_rollout_error(exc: Exception) -> Exception:
-    import httpx
-    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return RolloutError(
-            "no AWS credentials found",
-            'for the sandbox run `eval "$(mirror-rollout sandbox up)"`; for AWS configure a profile or role',
-        )
-    if isinstance(exc, EndpointConnectionError):
-        return RolloutError(
-            f"cannot reach the AWS endpoint {exc.kwargs.get('endpoint_url', '')}",
-            "start the sandbox (mirror-rollout sandbox up) or check AWS_ENDPOINT_URL",
-        )
-    if isinstance(exc, httpx.TransportError):
-        from prefect.settings import PREFECT_API_URL
-
-        return RolloutError(
-            f"cannot reach the Prefect API at {PREFECT_API_URL.value()} ({type(exc).__name__})",
-            "start the sandbox (mirror-rollout sandbox up) or set PREFECT_API_URL",
-        )
-    return exc
 
 
 if __name__ == "__main__":

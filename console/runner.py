@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from console.watcher import Echo, RunWatcher, run_url, stamp
+from console.watcher import Echo, OnPause, RunWatcher, run_url, stamp
 from mirror_rollout.errors import ConfigError, RolloutError
 
 #: Seconds a cancelled run gets to reach its Cancelled state before we stop waiting.
@@ -136,11 +136,12 @@ def follow(
     echo: Echo,
     timeout: float | None = None,
     poll_seconds: float = 1.0,
+    on_pause: OnPause | None = None,
 ) -> Outcome:
     """Poll the run until it is final (or ``timeout`` seconds passed: then cancel it)."""
     from prefect import get_client
 
-    watcher = RunWatcher(ui, echo)
+    watcher = RunWatcher(ui, echo, on_pause)
     started = time.monotonic()
     deadline = None if not timeout else started + timeout
     hinted = False

@@ -49,6 +49,7 @@ def test_prefect_yaml_declares_the_contract_deployments():
     assert names == {
         "infra_rollout/staging-rollout",
         "infra_rollout/production-rollout",
+        "infra_rollout/rollout",
         "nonce_rotation/scheduled",
         "nonce_grace_cleanup/scheduled",
         "drift_detection/daily",
