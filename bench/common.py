@@ -6,8 +6,11 @@ import os
 import platform
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -50,14 +53,19 @@ def reset_moto(config: sandbox.SandboxConfig) -> None:
     sandbox.bootstrap_state_backend(config)
 
 
-def bare_terraform(config: sandbox.SandboxConfig, environment: str = "staging") -> dict[str, float]:
-    """The bare Terraform sequence on the same moto, same override: seconds per command + wall.
+#: Terraform's own commands in a rollout, in order: the bare sequence the rehearsal is measured against.
+SEQUENCE = ("init", "workspace new", "plan", "apply", "re-plan")
+
+
+@contextmanager
+def laid_out_working_copy(
+    config: sandbox.SandboxConfig, environment: str = "staging"
+) -> Iterator[tuple[Any, Path]]:
+    """A working copy as a rollout lays it out, on an empty moto, without its .terraform.
 
     `mirror-rollout plan --out` lays out the working copy (the root, the sandbox override,
-    the CLI config) and is not timed; then, on a reset moto and without its .terraform,
-    Terraform alone runs exactly ``init``, ``workspace new``, ``plan -out``,
-    ``apply <planfile>`` and the refreshing ``plan -detailed-exitcode``: no ``show``,
-    no state reads, no flow.
+    the CLI config) and is not timed. Yields the TerraformCli (its argv and environment,
+    for running Terraform without the provisioner) and the scratch directory.
     """
     import shutil
     import subprocess
@@ -76,24 +84,39 @@ def bare_terraform(config: sandbox.SandboxConfig, environment: str = "staging") 
         if laid_out.returncode != 0:
             raise SystemExit(f"mirror-rollout plan failed:\n{laid_out.stdout}{laid_out.stderr}")
         reset_moto(config)
-        # The argv and environment the provisioner would use, run here without it.
         terraform = terraform_for(environment, "sandbox", ROOT, Path(work) / "terraform")
         shutil.rmtree(terraform.workdir / ".terraform", ignore_errors=True)
-        commands = terraform.commands(Path(work) / "bare.tfplan")
-        timings: dict[str, float] = {}
-        started = time.monotonic()
-        for name in ("init", "workspace new", "plan", "apply", "re-plan"):
-            begun = time.monotonic()
-            done = subprocess.run(
-                commands[name], cwd=terraform.workdir, env=terraform.env(), capture_output=True
-            )
-            timings[name] = time.monotonic() - begun
-            if done.returncode != 0:  # the re-plan too: 2 would mean the apply left changes
-                raise SystemExit(
-                    f"terraform {name}: exit {done.returncode}: {done.stderr[-600:]!r}"
-                )
-        wall = time.monotonic() - started
-    return {**timings, "wall": wall}
+        yield terraform, Path(work)
+
+
+def terraform_sequence(
+    terraform: Any, planfile: Path, env: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Run exactly ``init``, ``workspace new``, ``plan -out``, ``apply <planfile>`` and the
+    refreshing ``plan -detailed-exitcode``: seconds per command and the wall time."""
+    import subprocess
+
+    commands = terraform.commands(planfile)
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    for name in SEQUENCE:
+        begun = time.monotonic()
+        done = subprocess.run(
+            commands[name], cwd=terraform.workdir, env=env or terraform.env(), capture_output=True
+        )
+        timings[name] = time.monotonic() - begun
+        if done.returncode != 0:  # the re-plan too: 2 would mean the apply left changes
+            raise SystemExit(f"terraform {name}: exit {done.returncode}: {done.stderr[-600:]!r}")
+    return {**timings, "wall": time.monotonic() - started}
+
+
+def bare_terraform(config: sandbox.SandboxConfig, environment: str = "staging") -> dict[str, float]:
+    """The bare Terraform sequence on the same moto, same override: seconds per command + wall.
+
+    No ``show``, no state reads, no flow: Terraform alone.
+    """
+    with laid_out_working_copy(config, environment) as (terraform, work):
+        return terraform_sequence(terraform, work / "bare.tfplan")
 
 
 def run_rollout(
@@ -121,6 +144,13 @@ def cpu_seconds(children: bool = False) -> float:
     """CPU time (user + system) of this process, or of its finished child processes."""
     t = os.times()
     return t.children_user + t.children_system if children else t.user + t.system
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds all cores of this machine have spent busy (not idle, not waiting on I/O)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def server_cpu_seconds(config: sandbox.SandboxConfig) -> float:

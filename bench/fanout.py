@@ -30,7 +30,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, append_results, reset_moto, sandbox_ready
+from bench.common import ROOT, append_results, machine_busy_seconds, reset_moto, sandbox_ready
 from console.fanout import EnvironmentRun, fan_out, outcome_table
 from console.rehearsal import auto_approval
 from mirror_rollout import sandbox
@@ -40,6 +40,7 @@ DEPLOYMENT = "infra-rollout/rollout"
 ENVIRONMENTS = ["staging", "production", "qa", "perf"]
 #: The issue's target: four environments at most this multiple of one alone.
 TARGET_RATIO = 2.0
+CORES = os.cpu_count() or 1
 
 
 def register_deployment() -> None:
@@ -56,10 +57,14 @@ def register_deployment() -> None:
 
 def roll_out(
     config: sandbox.SandboxConfig, environments: list[str], root: Path
-) -> tuple[float, list[EnvironmentRun]]:
-    """Empty moto, fan out ``environments``, auto-approve each pause: (wall s, runs)."""
+) -> tuple[float, float, list[EnvironmentRun]]:
+    """Empty moto, fan out ``environments``, auto-approve each pause.
+
+    Returns the wall seconds, the machine's busy CPU seconds meanwhile and the runs.
+    """
     reset_moto(config)
     quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the bench
+    busy = machine_busy_seconds()
     started = time.monotonic()
     runs = fan_out(
         DEPLOYMENT,
@@ -69,7 +74,8 @@ def roll_out(
         timeout=1800,
         on_pause=auto_approval(quiet),
     )
-    return time.monotonic() - started, runs
+    wall = time.monotonic() - started
+    return wall, machine_busy_seconds() - busy, runs
 
 
 def main() -> None:
@@ -85,27 +91,37 @@ def main() -> None:
     register_deployment()
     with tempfile.TemporaryDirectory(prefix="mirror-rollout-fanout-") as tmp:
         root = root_with_environments(Path(tmp), ["qa", "perf"])
-        one_wall, alone = roll_out(config, ["staging"], root)
-        four_wall, together = roll_out(config, ENVIRONMENTS, root)
+        one_wall, one_cpu, alone = roll_out(config, ["staging"], root)
+        four_wall, four_cpu, together = roll_out(config, ENVIRONMENTS, root)
 
     console.print(outcome_table(f"{DEPLOYMENT}, one environment", alone))
     console.print(outcome_table(f"{DEPLOYMENT}, four at once", together))
     ratio = four_wall / one_wall
-    setting = f"{args.database}, {args.workers} worker(s)"
+    per_worker = os.environ.get(sandbox.RUNS_PER_WORKER_ENV)
+    setting = f"{args.database}, {args.workers} worker(s)" + (
+        f" of at most {per_worker} runs each" if per_worker else ""
+    )
     summary = (
         f"Prefect on {setting}: one environment {one_wall:.1f} s; four at once "
         f"{four_wall:.1f} s = {ratio:.2f}x one (target <= {TARGET_RATIO:.1f}x: "
         f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); one after another would take "
-        f"~{4 * one_wall:.0f} s"
+        f"~{4 * one_wall:.0f} s. The machine's {CORES} cores were busy {one_cpu:.0f} CPU s "
+        f"of {CORES * one_wall:.0f} for one ({100 * one_cpu / (CORES * one_wall):.0f} %) and "
+        f"{four_cpu:.0f} of {CORES * four_wall:.0f} for four "
+        f"({100 * four_cpu / (CORES * four_wall):.0f} %)"
     )
     console.print(summary)
     failed = [run.environment for run in [*alone, *together] if not run.completed]
     if failed:
         console.print(f"[red]not Completed: {failed}[/]")
-    command = ".venv/bin/python bench/fanout.py" + (
-        f" --database {args.database} --workers {args.workers}"
-        if (args.database, args.workers) != ("sqlite", 1)
-        else ""
+    command = (
+        (f"{sandbox.RUNS_PER_WORKER_ENV}={per_worker} " if per_worker else "")
+        + (".venv/bin/python bench/fanout.py")
+        + (
+            f" --database {args.database} --workers {args.workers}"
+            if (args.database, args.workers) != ("sqlite", 1)
+            else ""
+        )
     )
     append_results(
         f"Fan-out as deployment runs: one environment vs four, Prefect on {setting}",

@@ -125,9 +125,8 @@ def outcome_table(deployment: str, runs: list[EnvironmentRun]) -> Table:
     for column in ("environment", "run", "state", "seconds", "detail"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        detail = run.error or (
-            run.outcome.message if run.outcome and not run.completed else run.url
-        )
+        # Each run's UI link was printed when it started; the table says what went wrong.
+        detail = run.error or (run.outcome.message if run.outcome and not run.completed else "")
         style = "green" if run.completed else "red"
         table.add_row(
             run.environment,

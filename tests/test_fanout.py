@@ -58,7 +58,7 @@ def test_the_outcome_table_has_one_row_per_environment_and_says_why_one_failed()
     text = console.export_text()
     assert f"{DEPLOYMENT}: 1 of 3 environments Completed" in text
     rows = {line.split("│")[1].strip(): line for line in text.splitlines() if line.count("│") > 4}
-    assert "Completed" in rows["staging"] and "http://ui/runs/flow-run/1" in rows["staging"]
+    assert "Completed" in rows["staging"] and "brave-fox" in rows["staging"]
     assert "Failed" in rows["qa"] and "KMS deletion window" in rows["qa"]
     assert "unknown" in rows["perf"] and "lost the Prefect API" in rows["perf"]
 

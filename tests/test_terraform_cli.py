@@ -48,6 +48,7 @@ from mirror_rollout.provisioners.terraform_output import (
     parse_duration,
 )
 from mirror_rollout.provisioners.terraform_plan import meta_path
+from mirror_rollout.provisioners.terraform_run import TERRAFORM_GOGC
 from mirror_rollout.provisioners.terraform_state import parse_outputs, parse_state_header
 from tests.tf_roots import Root, mirror_rollout
 
@@ -783,3 +784,14 @@ def test_later_steps_of_a_run_use_the_copy_its_plan_made(sandbox, infra, tmp_pat
     assert (work / "variables.tf").read_text() == applied
     make_provisioner(settings, work, first_step=True)._working_copy()  # the next run's plan
     assert "default     = 20" in (work / "variables.tf").read_text()
+
+
+def test_terraform_collects_garbage_less_often_unless_told(
+    tmp_path: Path, small_root: Root, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terraform and its providers get GOGC=400 (less GC CPU per process); a set GOGC wins."""
+    monkeypatch.delenv("GOGC", raising=False)
+    terraform = TerraformCli("staging", root=small_root.path, work_dir=tmp_path / "work")
+    assert terraform.env()["GOGC"] == TERRAFORM_GOGC == "400"
+    monkeypatch.setenv("GOGC", "150")
+    assert terraform.env()["GOGC"] == "150"
