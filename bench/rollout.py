@@ -86,7 +86,7 @@ def main() -> None:
         + f"). Rehearsal / bare = {ratio:.2f} ({ratio_verdict} the {TARGET_RATIO} target). "
         f"Inside the rehearsal, Terraform's own commands took {terraform_in_flow:.1f} s ("
         + ", ".join(f"{k} {v:.1f} s" for k, v in terraform_seconds.most_common())
-        + "; the state read runs beside the plan, the re-plan beside the validations). "
+        + "; the re-plan runs beside the validations). "
         f"The flow adds {wall - bare['wall']:.1f} s to the bare sequence."
     )
 
