@@ -115,12 +115,3 @@ def target_of(
         region=check_region(region or tfvars_region(env, root)),
         account=sandbox_account(env),
     )
-
-
-def sandbox_target(environment: str, region: str = DEFAULT_REGION) -> RolloutTarget:
-    """A sandbox target without a tfvars file (tests' throwaway environments, the GCS fixture)."""
-    from mirror_rollout.aws import sandbox_account
-
-    return RolloutTarget(
-        environment=environment, region=region, account=sandbox_account(environment)
-    )

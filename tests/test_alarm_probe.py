@@ -11,12 +11,12 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed, capabilities
 from mirror_rollout.results import Evidence, Severity, Status
-from mirror_rollout.target import sandbox_target
 from tasks.alarms import checks as c
 from tasks.alarms.probe import PROBE_QUEUE_PREFIX, queue_policy
 from tasks.alarms.task import alarm_probe, probe_alarms
 from tests.applied import shared_staging
 from tests.aws_inventory import client
+from tests.support.targets import sandbox_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 

@@ -15,10 +15,10 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
-from mirror_rollout.target import sandbox_target
 from tasks.app_integration.checks import judge, read_junit, suite_environment
 from tests.applied import shared_staging
 from tests.aws_inventory import client
+from tests.support.targets import sandbox_target
 
 ENV = "staging"
 REGION = "us-east-1"

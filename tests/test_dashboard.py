@@ -12,11 +12,11 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
-from mirror_rollout.target import sandbox_target
 from tasks.dashboard.checks import check_dashboard, search_tables
 from tasks.dashboard.task import dashboard, verify_dashboard
 from tests.applied import shared_staging
 from tests.aws_inventory import client
+from tests.support.targets import sandbox_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 

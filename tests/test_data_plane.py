@@ -16,12 +16,12 @@ import pytest
 from mirror_rollout import PROJECT_ROOT, contract
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
-from mirror_rollout.target import sandbox_target
 from tasks.data_plane.checks import TableShape, mismatches, shape_from_describe
 from tasks.data_plane.spec import SPEC_PATH, load_data_plane
 from tests.applied import apply_environment, shared_staging
 from tests.aws_inventory import client
 from tests.infra_copy import InfraCopy
+from tests.support.targets import sandbox_target
 
 ENV = "staging"
 REGION = "us-east-1"

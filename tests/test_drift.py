@@ -11,7 +11,6 @@ import pytest
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import Evidence, Status
-from mirror_rollout.target import sandbox_target
 from tasks.drift.baseline import LATEST_KEY, BaselineMissing, load_baseline, run_key
 from tasks.drift.compare import ABSENT, MISSING, PRESENT, RESOURCE, Drift, diff, to_check_results
 from tasks.drift.snapshot import (
@@ -26,6 +25,7 @@ from tasks.drift.snapshot import (
 from tasks.drift.task import compare_live, record_baseline
 from tests.applied import shared_staging
 from tests.aws_inventory import client
+from tests.support.targets import sandbox_target
 
 # ``.fn`` calls publish their artifact outside a run, which Prefect 3 warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")

@@ -17,7 +17,6 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
-from mirror_rollout.target import sandbox_target
 from tasks.e2e import checks
 from tasks.e2e.github import latest_run
 from tasks.e2e.oracle import OracleClient
@@ -25,6 +24,7 @@ from tests.applied import nonce_values, shared_staging
 from tests.artifacts import latest_artifact
 from tests.aws_inventory import client
 from tests.local_http import JsonHandler
+from tests.support.targets import sandbox_target
 
 ENV = "staging"
 REGION = "us-east-1"

@@ -22,12 +22,12 @@ from prefect import flow
 from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.results import Status
-from mirror_rollout.target import sandbox_target
 from tests.applied import state_document, state_serial
 from tests.aws_inventory import inventory
 from tests.conftest import reset_moto
 from tests.fault_proxy import FaultProxy, FaultRule, cbor_map, error_response, identify
 from tests.rollout_run import approve_as, run_rollout, task_names
+from tests.support.targets import sandbox_target
 
 ENV = "staging"
 REGION = "us-east-1"

@@ -9,7 +9,6 @@ import pytest
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
-from mirror_rollout.target import sandbox_target
 from tasks.gcp.checks import (
     SANDBOX_SERVICES_REASON,
     SERVICES,
@@ -24,6 +23,7 @@ from tasks.gcp.checks import (
 )
 from tasks.gcp.provision import provision_sandbox_bucket
 from tasks.gcp.task import gcs_baselines, storage_client, verify_gcs
+from tests.support.targets import sandbox_target
 
 # ``.fn`` calls publish their artifact outside a run, which Prefect 3 warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")

@@ -22,10 +22,10 @@ from mirror_rollout.contract import NONCE_VALUE
 from mirror_rollout.errors import RolloutError
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Status
-from mirror_rollout.target import sandbox_target
 from tasks.nonce import rules, store
 from tasks.nonce.rules import Action, NonceRefused
 from tests.artifacts import latest_artifact
+from tests.support.targets import sandbox_target
 
 ENV = "staging"
 REGION = "us-east-1"

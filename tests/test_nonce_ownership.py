@@ -19,10 +19,10 @@ import pytest
 from mirror_rollout import PROJECT_ROOT
 from mirror_rollout.contract import NONCE_VALUE
 from mirror_rollout.results import Status
-from mirror_rollout.target import sandbox_target
 from tasks.nonce import store
 from tests.applied import apply_environment, state_addresses, state_document
 from tests.conftest import reset_moto
+from tests.support.targets import sandbox_target
 from tests.test_nonce import (
     ENV,
     PREFIX,

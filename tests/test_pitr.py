@@ -11,7 +11,6 @@ from mirror_rollout import contract
 from mirror_rollout.aws import AwsClients
 from mirror_rollout.evidence import ValidationFailed
 from mirror_rollout.results import Evidence, Status
-from mirror_rollout.target import sandbox_target
 from tasks.pitr.checks import (
     ENABLED_BY_ROLLOUT,
     TableProbe,
@@ -23,6 +22,7 @@ from tasks.pitr.checks import (
 from tasks.pitr.task import pitr, verify_pitr
 from tests.applied import shared_staging
 from tests.aws_inventory import client
+from tests.support.targets import sandbox_target
 
 DESCRIBE = "dynamodb.DescribeContinuousBackups"
 UPDATE = "dynamodb.UpdateContinuousBackups"

@@ -17,7 +17,7 @@ from mirror_rollout.aws import AwsClients
 from mirror_rollout.errors import ConfigError
 from mirror_rollout.results import Status
 from mirror_rollout.retries import is_transient
-from mirror_rollout.target import rules_for, sandbox_target
+from mirror_rollout.target import rules_for
 from tasks.expectations import build_restore_drill_frame, run_suite
 from tasks.guardrails.checks import evaluate_guardrails
 from tasks.orphans.checks import LiveResource, Orphan, orphan_results
@@ -34,6 +34,7 @@ from tasks.restore_drill.checks import (
 from tasks.restore_drill.task import DrillFailed, DrillRefused, restore_drill, run_drill
 from tests.applied import shared_staging
 from tests.aws_inventory import client
+from tests.support.targets import sandbox_target
 
 pytestmark = pytest.mark.filterwarnings("ignore:Artifact creation outside:FutureWarning")
 ENV = "staging"

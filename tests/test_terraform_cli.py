@@ -597,6 +597,11 @@ REFUSALS = {
     "missing sha256": (lambda plan, sha: None, "staging", "needs the sha256 of the reviewed plan"),
     "empty sha256": (lambda plan, sha: "", "staging", "needs the sha256 of the reviewed plan"),
     "wrong sha256": (_wrong_hash, "staging", "the approval is for"),
+    "malformed sha256": (
+        lambda plan, sha: sha[:12] + "…",
+        "staging",
+        "is not 64 hexadecimal digits",
+    ),
     "tampered plan file": (_tampered, "staging", "the approval is for"),
     "no sidecar": (_no_sidecar, "staging", "staging.tfplan.meta.json is missing"),
     "sidecar of another plan": (_sidecar_of_another_plan, "staging", "belongs to another plan"),

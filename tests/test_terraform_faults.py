@@ -51,7 +51,6 @@ from mirror_rollout.provisioners.terraform_output import (
 from mirror_rollout.provisioners.terraform_run import LOG
 from mirror_rollout.results import Status
 from mirror_rollout.settings import parse_settings
-from mirror_rollout.target import sandbox_target
 from tasks.checklist.render import render
 from tasks.orphans.checks import (
     LiveResource,
@@ -67,6 +66,7 @@ from tasks.plan.task import plan, working_copy
 from tests.applied import state_document, state_serial
 from tests.conftest import reset_moto
 from tests.fault_proxy import FaultProxy
+from tests.support.targets import sandbox_target
 
 ENV = "staging"
 REGION = "us-east-1"

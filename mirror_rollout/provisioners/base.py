@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mirror_rollout.errors import RolloutError
+from mirror_rollout.errors import ConfigError, RolloutError
 from mirror_rollout.plan_digest import PlanDigest
 from mirror_rollout.provisioners.document import PlanDocument, PlanSummary
 from mirror_rollout.provisioners.sandbox_override import SandboxGap
@@ -101,7 +101,14 @@ def _require_hash(plan_file: Path, expected_sha256: str | None) -> PlanDigest:
         raise ApplyRefused(
             f"plan file {plan_file} does not exist", "run plan again and have it reviewed"
         )
-    return PlanDigest(expected_sha256)
+    try:
+        return PlanDigest(expected_sha256)
+    except ConfigError:
+        # Not a sha256 at all: no plan was reviewed under it, so nothing is applied.
+        raise ApplyRefused(
+            f"the approved sha256 {expected_sha256[:80]!r} is not 64 hexadecimal digits",
+            "approve the plan again; the approval form carries its sha256",
+        ) from None
 
 
 def verify_plan_file(plan_file: Path, expected_sha256: str | None) -> PlanDigest:

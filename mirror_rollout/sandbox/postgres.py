@@ -21,8 +21,6 @@ import re
 import secrets
 import shlex
 import shutil
-import socket
-import struct
 import subprocess
 from collections.abc import Mapping
 from contextlib import suppress
@@ -42,25 +40,26 @@ MISSING_HINT = (
 )
 # The kernel's limit on a unix socket's path (sun_path), terminating NUL included.
 SOCKET_PATH_MAX = 107
-PROTOCOL_3 = 196608  # the startup packet's protocol version 3.0
 
 
 @dataclass(frozen=True)
 class PostgresBinaries:
     initdb: Path
     postgres: Path
+    pg_isready: Path
 
 
 def find_binaries(path: str | None = None, debian_glob: str = DEBIAN_BIN_GLOB) -> PostgresBinaries:
-    """``initdb`` and ``postgres`` of one installation: on PATH, else Debian's newest."""
+    """initdb, postgres and pg_isready of one installation: on PATH, else Debian's newest."""
     on_path = shutil.which("initdb", path=path)
     candidates = [Path(on_path).resolve().parent] if on_path else []
     candidates += sorted(map(Path, glob.glob(debian_glob)), key=_version, reverse=True)
     for bin_dir in candidates:
-        if (bin_dir / "initdb").is_file() and (bin_dir / "postgres").is_file():
-            return PostgresBinaries(bin_dir / "initdb", bin_dir / "postgres")
+        found = [bin_dir / name for name in ("initdb", "postgres", "pg_isready")]
+        if all(path.is_file() for path in found):
+            return PostgresBinaries(*found)
     raise RolloutError(
-        f"PostgreSQL's initdb and postgres were found neither on PATH nor in {debian_glob}",
+        f"PostgreSQL's initdb, postgres and pg_isready were found neither on PATH nor in {debian_glob}",
         MISSING_HINT,
     )
 
@@ -219,30 +218,25 @@ def _run_once(config: SandboxConfig, cmd: list[str], stdin: str) -> None:
 
 
 def ready(config: SandboxConfig, timeout: float = 2.0) -> bool:
-    """The server accepts connections: it asks for a password after a startup packet.
+    """The server accepts connections, as ``pg_isready`` says (exit 0).
 
-    As pg_isready does: hanging up before answering is no failed login, and PostgreSQL
-    logs nothing for it. While it starts up, it answers with an error ('E') instead.
+    pg_isready hangs up before authenticating: no failed login, nothing in the log.
     """
-    params = f"user\0{POSTGRES_USER}\0database\0{POSTGRES_DB}\0\0".encode()
-    packet = struct.pack("!ii", 8 + len(params), PROTOCOL_3) + params
     try:
-        with socket.create_connection((config.host, config.postgres_port), timeout=timeout) as s:
-            s.sendall(packet)
-            kind, length = struct.unpack("!ci", _receive(s, 5))
-            # Read the whole message: closing with unread bytes resets the connection,
-            # which the server would log.
-            _receive(s, length - 4)
-            return kind == b"R"
-    except (OSError, struct.error):
+        binaries = find_binaries()
+    except RolloutError:
         return False
-
-
-def _receive(conn: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = conn.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
+    done = subprocess.run(
+        [
+            str(binaries.pg_isready),
+            *("--host", config.host, "--port", str(config.postgres_port)),
+            *("--username", POSTGRES_USER, "--dbname", POSTGRES_DB),
+            *("--timeout", str(max(1, round(timeout))), "--quiet"),
+        ],
+        env=server_env(os.environ),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout + 5,
+        check=False,
+    )
+    return done.returncode == 0
