@@ -91,8 +91,6 @@ def fan_out(
         runs.append(run)
 
     def watch(run: EnvironmentRun) -> None:
-        import httpx
-
         started = time.monotonic()
         try:
             run.outcome = follow(
@@ -102,8 +100,8 @@ def fan_out(
                 timeout,
                 on_pause=on_pause,
             )
-        except httpx.TransportError as exc:
-            run.error = f"lost the Prefect API ({type(exc).__name__}); the outcome is unknown"
+        except Exception as exc:  # one run's follower failing must not hide it in the table
+            run.error = f"stopped following it ({type(exc).__name__}); the outcome is unknown"
         run.seconds = time.monotonic() - started
 
     # Each thread sees this thread's Prefect settings (a context variable).
@@ -152,6 +150,10 @@ def run_environments(
         raise ConfigError(
             "--no-wait with several --env", "fan out with --wait, or start each run on its own"
         )
-    runs = fan_out(deployment, environments, parameters, echo, timeout or None)
+    try:
+        runs = fan_out(deployment, environments, parameters, echo, timeout or None)
+    except KeyboardInterrupt:
+        echo("stopped following; the runs go on (see their links above)")
+        return 130
     console.print(outcome_table(deployment, runs))
     return 0 if all(run.completed for run in runs) else 1

@@ -33,7 +33,7 @@ from mirror_rollout.provisioners.document import (
     unchanged_summary,
 )
 from mirror_rollout.provisioners.sandbox_override import SandboxGap, excluded
-from mirror_rollout.provisioners.terraform_run import Completed, log
+from mirror_rollout.provisioners.terraform_run import log
 from mirror_rollout.provisioners.terraform_state import (
     StateReads,
     parse_state_header,
@@ -98,7 +98,13 @@ class Planning(StateReads):
         for stale in (plan_file, json_path(plan_file), meta_path(plan_file)):
             stale.unlink(missing_ok=True)  # a failed plan must not leave an older one behind
         self._prepare()
-        done, pulled = self._replan(plan_file) if replan else self._plan(plan_file)
+        command = "re-plan" if replan else "plan"
+        done = self._run(
+            command, self.commands(plan_file)[command], echo=logging.INFO, ok_codes=(0, 2)
+        )
+        # The plan file keeps the state it was made against, serial and lineage included:
+        # no `state pull` (another Terraform process) racing the plan to see it.
+        pulled = planned_state(plan_file)
         prior = parse_state_header(pulled)
         self.prior_state = json.loads(pulled) if pulled.strip() else {}
         sha = PlanDigest.of_file(plan_file)
@@ -136,22 +142,3 @@ class Planning(StateReads):
             exit_code=done.returncode,
             seconds=dict(self.timings),
         )
-
-    def _plan(self, plan_file: Path) -> tuple[Completed, str]:
-        """``plan``, and the state it was made against, as its plan file keeps it."""
-        # The plan file's `tfstate` is the prior state with the serial and lineage the plan
-        # was made against: what a `state pull` beside the plan would race to see, without
-        # another Terraform process (and the CPU one costs).
-        done = self._run(
-            "plan", self.commands(plan_file)["plan"], echo=logging.INFO, ok_codes=(0, 2)
-        )
-        return done, planned_state(plan_file)
-
-    def _replan(self, plan_file: Path) -> tuple[Completed, str]:
-        """``re-plan``, and the state it was made against, as its plan file keeps it."""
-        # Nobody applies a re-plan: the state in the plan file is enough (and saves a
-        # `state pull` on the way to the checklist).
-        done = self._run(
-            "re-plan", self.commands(plan_file)["re-plan"], echo=logging.INFO, ok_codes=(0, 2)
-        )
-        return done, planned_state(plan_file)

@@ -101,7 +101,6 @@ def send_approval(
     With ``key`` the approval is signed for this run, stage, plan and decision, and
     the reviewer defaults to the key's name.
     """
-
     pending = pending_approval(run_id)
     name = reviewer if reviewer is not None else (key.reviewer if key else "")
     sha = PlanDigest(plan_sha256) if plan_sha256 else pending.plan_sha256
