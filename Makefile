@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 ## Create .venv with the project and its dev tools, and check for Terraform >= 1.11.
 setup: $(STAMP)
 	$(BIN)/mirror-rollout doctor
+	@# Each flow run is a new Python process: where PYTHONDONTWRITEBYTECODE is set, it
+	@# would compile every project module again. Up-to-date files are skipped.
+	$(BIN)/python -m compileall -q console flows tasks mirror_rollout
 	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		echo "hint: 'sandbox up --database postgres' needs PostgreSQL: apt-get install postgresql"
 

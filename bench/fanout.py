@@ -5,11 +5,12 @@ user (console.fanout): deployment runs on the sandbox's work pool, picked up by 
 workers, each answered by a signed sandbox reviewer as soon as it pauses. Four
 environments: staging, production and two more, qa and perf, added the way a user adds
 one (tests/support/environments.py) in a temporary copy of infra/. moto is emptied
-before each side. Prints the table of outcomes and the ratio; appends them to
-bench/RESULTS.md.
+before each side. With --repeat N, the two sides alternate N times and the ratio is of
+the medians (one round's ratio moves by a tenth from one run to the next on this
+machine). Prints the table of outcomes and the ratio; appends them to bench/RESULTS.md.
 
     .venv/bin/python bench/fanout.py                                   # SQLite, 1 worker
-    .venv/bin/python bench/fanout.py --database postgres --workers 2
+    .venv/bin/python bench/fanout.py --database postgres --workers 2 --repeat 3
 
 The sandbox must be down or already running with the same --database (the script
 starts what is missing, with that many workers).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -78,10 +80,32 @@ def roll_out(
     return wall, machine_busy_seconds() - busy, runs
 
 
+@dataclasses.dataclass
+class Round:
+    """One environment alone, then four at once: wall and busy CPU seconds, and the runs."""
+
+    one_wall: float
+    one_cpu: float
+    alone: list[EnvironmentRun]
+    four_wall: float
+    four_cpu: float
+    together: list[EnvironmentRun]
+
+    @property
+    def ratio(self) -> float:
+        return self.four_wall / self.one_wall
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", choices=sandbox.DATABASES, default="sqlite")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of (one alone, four at once); the ratio is of the medians",
+    )
     args = parser.parse_args()
     config = dataclasses.replace(
         sandbox.SandboxConfig.resolve(database=args.database), workers=args.workers
@@ -89,20 +113,31 @@ def main() -> None:
     console = Console()
     config, note = sandbox_ready(config)
     register_deployment()
+    rounds = []
     with tempfile.TemporaryDirectory(prefix="mirror-rollout-fanout-") as tmp:
         root = root_with_environments(Path(tmp), ["qa", "perf"])
-        one_wall, one_cpu, alone = roll_out(config, ["staging"], root)
-        four_wall, four_cpu, together = roll_out(config, ENVIRONMENTS, root)
+        for _ in range(max(1, args.repeat)):
+            # One alone and four at once alternate, so a slower spell of the machine
+            # weighs on both sides alike.
+            one = roll_out(config, ["staging"], root)
+            four = roll_out(config, ENVIRONMENTS, root)
+            rounds.append(Round(*one, *four))
 
-    console.print(outcome_table(f"{DEPLOYMENT}, one environment", alone))
-    console.print(outcome_table(f"{DEPLOYMENT}, four at once", together))
+    last = rounds[-1]
+    console.print(outcome_table(f"{DEPLOYMENT}, one environment", last.alone))
+    console.print(outcome_table(f"{DEPLOYMENT}, four at once", last.together))
+    one_wall = statistics.median([r.one_wall for r in rounds])
+    four_wall = statistics.median([r.four_wall for r in rounds])
+    one_cpu = statistics.median([r.one_cpu for r in rounds])
+    four_cpu = statistics.median([r.four_cpu for r in rounds])
     ratio = four_wall / one_wall
     per_worker = os.environ.get(sandbox.RUNS_PER_WORKER_ENV)
     setting = f"{args.database}, {args.workers} worker(s)" + (
         f" of at most {per_worker} runs each" if per_worker else ""
     )
+    medians = f"medians of {len(rounds)} rounds: " if len(rounds) > 1 else ""
     summary = (
-        f"Prefect on {setting}: one environment {one_wall:.1f} s; four at once "
+        f"Prefect on {setting}: {medians}one environment {one_wall:.1f} s; four at once "
         f"{four_wall:.1f} s = {ratio:.2f}x one (target <= {TARGET_RATIO:.1f}x: "
         f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); one after another would take "
         f"~{4 * one_wall:.0f} s. The machine's {CORES} cores were busy {one_cpu:.0f} CPU s "
@@ -111,7 +146,9 @@ def main() -> None:
         f"({100 * four_cpu / (CORES * four_wall):.0f} %)"
     )
     console.print(summary)
-    failed = [run.environment for run in [*alone, *together] if not run.completed]
+    failed = [
+        run.environment for r in rounds for run in [*r.alone, *r.together] if not run.completed
+    ]
     if failed:
         console.print(f"[red]not Completed: {failed}[/]")
     command = (
@@ -122,21 +159,27 @@ def main() -> None:
             if (args.database, args.workers) != ("sqlite", 1)
             else ""
         )
+        + (f" --repeat {args.repeat}" if args.repeat > 1 else "")
     )
     append_results(
         f"Fan-out as deployment runs: one environment vs four, Prefect on {setting}",
         command,
         note,
         [
-            "| rollout | environment | run | state | seconds |",
-            "|---|---|---|---|---|",
+            "| round | rollout | environment | run | state | seconds |",
+            "|---|---|---|---|---|---|",
             *(
-                f"| {label} | {run.environment} | {run.flow_run_name} | {run.state} | "
+                f"| {n} | {label} | {run.environment} | {run.flow_run_name} | {run.state} | "
                 f"{run.seconds:.1f} |"
-                for label, runs in (("one alone", alone), ("four at once", together))
+                for n, r in enumerate(rounds, start=1)
+                for label, runs in (("one alone", r.alone), ("four at once", r.together))
                 for run in runs
             ),
-            f"| four at once | all | | | {four_wall:.1f} |",
+            *(
+                f"| {n} | four / one | | | | {r.four_wall:.1f} / {r.one_wall:.1f} = "
+                f"{r.ratio:.2f}x |"
+                for n, r in enumerate(rounds, start=1)
+            ),
             "",
             summary + ". Each environment holds its own `rollout-{env}` slot and its own "
             "approval; all share one moto, one Prefect server and this machine's 2 cores.",

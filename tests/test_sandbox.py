@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from console.sandbox import app as sandbox_cli
+from mirror_rollout import PROJECT_ROOT
 from mirror_rollout import sandbox as sb
 from mirror_rollout.errors import RolloutError
 
@@ -205,3 +208,37 @@ def test_down_leaves_nothing(fresh_sandbox_config: sb.SandboxConfig) -> None:
         assert sb.group_members(pid) == []  # the group leader was its pgid
     assert not list(cfg.state_dir.glob("*.pid"))
     assert not any(s.running or s.healthy for s in sb.status(cfg))
+
+
+def test_the_sandbox_pool_starts_the_engine_itself() -> None:
+    from prefect.server.schemas.actions import validate_base_job_template
+    from prefect.workers.process import ProcessWorker
+
+    from mirror_rollout.sandbox.work_pool import pool_template
+
+    default = ProcessWorker.get_default_base_job_template()
+    template = pool_template(default, "/opt/venv/bin/python")
+    assert validate_base_job_template(template) == template
+    command = template["variables"]["properties"]["command"]
+    assert command["default"] == "/opt/venv/bin/python -m prefect.engine"
+    assert default["variables"]["properties"]["command"].get("default") is None  # not changed
+    assert template["job_configuration"] == default["job_configuration"]
+
+
+def test_up_leaves_prefect_unimported_so_activate_can_point_it(sandbox) -> None:
+    # Prefect reads its settings once, when imported: `up` must not import it before
+    # `activate` sets PREFECT_API_URL (the rehearsal and the benchmarks do up, then activate).
+    config = sandbox.config
+    code = (
+        "import sys; from mirror_rollout import sandbox as sb\n"
+        f"config = sb.SandboxConfig.resolve(state_dir={str(config.state_dir)!r}, "
+        f"moto_port={config.moto_port}, gcs_port={config.gcs_port}, "
+        f"prefect_port={config.prefect_port})\n"
+        "assert all(s.reused for s in sb.up(config) if s.name in sb.SERVERS)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'prefect'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -190,7 +190,12 @@ def test_up_again_reuses_and_refuses_a_database_switch(team_sandbox: TeamSandbox
 
 def test_two_runs_started_together_run_on_both_workers(probe: str) -> None:
     run_ids = start_runs(probe, {"hold_seconds": 4}, {"hold_seconds": 4})
-    assert {result["worker"] for result in results(run_ids)} == WORKERS
+    done = results(run_ids)
+    assert {result["worker"] for result in done} == WORKERS
+    # The sandbox's pool names the engine command: the worker starts each run itself,
+    # with no workspace supervisor process in between (mirror_rollout.sandbox.work_pool).
+    for result in done:
+        assert "worker start" in result["started_by"], result
 
 
 def test_a_run_waits_for_the_slot_a_run_on_the_other_worker_holds(probe: str) -> None:

@@ -31,6 +31,7 @@ import pytest
 from mirror_rollout import PROJECT_ROOT, contract
 from mirror_rollout.sandbox import auto_reviewer_key_path
 from tests.conftest import reset_moto
+from tests.rollout_run import task_names
 
 SCRIPTS = PROJECT_ROOT / "scripts"
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -324,6 +325,10 @@ def test_deploy_staging_approved_exits_0(staging):
     text = assert_outcome(staging, completed=True)
     assert "infra-rollout/staging-rollout: Completed" in text
     assert "Completed  checklist-staging" in text  # task progress lines
+    # The follower reads only tasks that may still change: none may end unseen.
+    names = task_names(run_ids(staging.stdout)[-1])
+    assert len(names) > 20, names
+    assert [n for n in names if f"Completed  {n}" not in text] == [], text
 
 
 def nonce_versions() -> list[int]:

@@ -41,6 +41,7 @@ from mirror_rollout.provisioners.terraform_commands import (
     render_backend_value,
 )
 from mirror_rollout.provisioners.terraform_output import (
+    Paragraphs,
     applied_addresses,
     failed_addresses,
     first_error_line,
@@ -186,6 +187,41 @@ APPLY_STDOUT = (
     'aws_cloudwatch_metric_alarm.table_throttle["a b"]: Modifications complete after 0s [id=a]\n'
     "aws_s3_bucket.baselines: Still creating... [10s elapsed]\n"
 )
+
+
+PLAN_STDOUT = (
+    "data.aws_caller_identity.current: Reading...\n"
+    'module.audit.aws_s3_bucket.logs["a b"]: Refreshing state... [id=logs]\n'
+    "\n"
+    "Terraform will perform the following actions:\n"
+    "\n"
+    "  # aws_sns_topic.alarms will be created\n"
+    '  + resource "aws_sns_topic" "alarms" {\n'
+    '      + name = "alarms"\n'
+    "    }\n"
+    "\n"
+    "Plan: 1 to add, 0 to change, 0 to destroy.\n"
+    "aws_sns_topic.alarms: Creating...\n"
+    "Saved the plan to: staging.tfplan"
+)
+
+
+def test_output_is_logged_a_progress_line_alone_the_rest_by_paragraph() -> None:
+    paragraphs = Paragraphs()
+    messages = [m for line in PLAN_STDOUT.splitlines(True) for m in paragraphs.feed(line)]
+    assert messages == [
+        "data.aws_caller_identity.current: Reading...",
+        'module.audit.aws_s3_bucket.logs["a b"]: Refreshing state... [id=logs]',
+        "Terraform will perform the following actions:",
+        "  # aws_sns_topic.alarms will be created\n"
+        '  + resource "aws_sns_topic" "alarms" {\n'
+        '      + name = "alarms"\n'
+        "    }",
+        "Plan: 1 to add, 0 to change, 0 to destroy.",  # a progress line ends a paragraph
+        "aws_sns_topic.alarms: Creating...",
+    ]
+    assert paragraphs.flush() == ["Saved the plan to: staging.tfplan"]
+    assert paragraphs.flush() == []
 
 
 def test_apply_timings_and_addresses() -> None:
@@ -645,8 +681,18 @@ def test_apply_refuses_a_stale_plan(sandbox, small_root: Root, tmp_path: Path) -
     assert applied[0] is not None and applied[0] > older.prior_serial
     assert applied[1] is not None and applied[1]["value"] == "newer"
 
+    # The state the apply left is kept for the orphan scan (no `state pull` of its own):
+    # private, and the same as the backend's.
+    kept = terraform.data_dir / "applied.tfstate"
+    assert kept.stat().st_mode & 0o077 == 0
+    ran = dict(terraform.timings)
+    kept_state = terraform.applied_state_document()
+    assert terraform.timings == ran  # read from the file: no Terraform command ran
+    assert kept_state["serial"] == applied[0]
+    assert kept_state == terraform.state_document()
     with pytest.raises(ApplyRefused) as raised:
         terraform.apply(Path(older.plan_file), older.sha256)
+    assert not kept.exists()  # a refused apply leaves no state of an apply behind
     assert raised.value.problem == (
         f"the plan is stale: the staging state is now serial {applied[0]} of lineage "
         f"{older.prior_lineage}, the plan was made against serial {older.prior_serial} "
@@ -713,8 +759,9 @@ def test_inside_a_prefect_run_the_run_logger_gets_terraforms_lines(reviewed: Rev
             time.sleep(0.5)
     assert expected in messages
     assert any(m.startswith("$ terraform plan -input=false -no-color") for m in messages)
-    marker = "  # aws_ssm_parameter.marker will be updated in-place"
-    assert marker in messages
+    # A resource's paragraph of the plan is one record, its first line the heading.
+    marker = "  # aws_ssm_parameter.marker will be updated in-place\n"
+    assert [m for m in messages if m.startswith(marker)], messages
     assert any(m.startswith("plan staging.tfplan (") for m in messages)
     # inside the run, the run's logger only (else Prefect's console would print each twice)
     assert reviewed.terraform_log_records == []

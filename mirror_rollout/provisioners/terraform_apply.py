@@ -70,6 +70,7 @@ class Applying(Planning):
         sha = verify_plan_file(plan_file, expected_sha256)
         meta = self._read_meta(plan_file, sha)
         self._prepare()
+        self._forget_applied_state()
         current = self._state_header()
         if current != meta.prior:
             raise ApplyRefused(
@@ -93,8 +94,11 @@ class Applying(Planning):
             for c in document.managed_changes()
             if c.action not in ("no-op", "read")
         ]
-        # One read of the new state gives its serial and the outputs (sensitive ones left out).
-        state = json.loads(self._pull_state() or "{}")
+        # One read of the new state gives its serial and the outputs (sensitive ones left
+        # out), and what the orphan scan after the apply compares AWS with.
+        pulled = self._pull_state()
+        self._keep_applied_state(pulled)
+        state = json.loads(pulled or "{}")
         return ApplyResult(
             sha256=sha,
             applied=applied,

@@ -12,6 +12,10 @@ _COMPLETE = re.compile(
     r"(?P<duration>(?:\d+h)?(?:\d+m)?\d+s)\b"
 )
 _STARTED = re.compile(r"^(?P<address>.+?): (?:Creating|Modifying|Destroying)\.\.\.")
+#: A line about one resource: ``address: Refreshing state...``, ``address: Creating...``.
+_PROGRESS = re.compile(
+    r"^(?:module\.[^ :]+\.)?(?:data\.)?[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\[[^\]]*\])?: "
+)
 _LOCK_ID = re.compile(r"^\s*ID:\s+(?P<id>\S+)")
 _WITH = re.compile(r"^\s*with (?P<address>[^,]+),\s*$")
 
@@ -92,3 +96,29 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+class Paragraphs:
+    """Terraform's output as log messages: a resource's progress line alone, the rest by paragraph.
+
+    A plan prints some thirty lines per resource; one message per paragraph reads the
+    same in a run's log and is a fraction of the records the Prefect API has to store.
+    """
+
+    def __init__(self) -> None:
+        self._held: list[str] = []
+
+    def feed(self, line: str) -> list[str]:
+        """The messages complete once ``line`` is read (none while a paragraph goes on)."""
+        line = line.rstrip("\n")
+        if not line.strip():
+            return self.flush()
+        if _PROGRESS.match(line):
+            return [*self.flush(), line]
+        self._held.append(line)
+        return []
+
+    def flush(self) -> list[str]:
+        """The paragraph read so far as one message, if any (at a blank line and at the end)."""
+        held, self._held = self._held, []
+        return ["\n".join(held)] if held else []

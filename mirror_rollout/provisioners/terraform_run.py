@@ -27,6 +27,7 @@ from mirror_rollout.provisioners.base import ApplyInterrupted, StateLocked
 from mirror_rollout.provisioners.terraform_commands import command_lines, redact_argv
 from mirror_rollout.provisioners.terraform_locks import OWN_LOCK_RECOVERIES, recoverable_own_lock
 from mirror_rollout.provisioners.terraform_output import (
+    Paragraphs,
     applied_addresses,
     failed_addresses,
     first_error_line,
@@ -270,11 +271,16 @@ class TerraformRunner:
         reader = threading.Thread(target=lambda: stderr_parts.append(stderr.read()))
         reader.start()
         stdout_lines = []
+        paragraphs = Paragraphs()
         try:
             for line in stdout:
                 stdout_lines.append(line)
                 if echo is not None:
-                    log(echo, line.rstrip("\n"))
+                    for message in paragraphs.feed(line):
+                        log(echo, message)
+            if echo is not None:
+                for message in paragraphs.flush():
+                    log(echo, message)
             returncode = proc.wait()
         except BaseException:
             # Ctrl-C reached Terraform too: let it stop cleanly and release the state lock.

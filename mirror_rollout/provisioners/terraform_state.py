@@ -52,8 +52,30 @@ def parse_outputs(json_text: str) -> dict[str, Any]:
     }
 
 
+#: The state an apply of this working copy left, kept in its data dir (private, like
+#: the plan file that holds the prior state) for the orphan scan that follows the apply.
+APPLIED_STATE = "applied.tfstate"
+
+
 class StateReads(PreparedWorkspace):
     """The workspace's state and outputs; an environment never planned has none."""
+
+    def _keep_applied_state(self, text: str) -> None:
+        path = self.data_dir / APPLIED_STATE
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(text)
+
+    def _forget_applied_state(self) -> None:
+        (self.data_dir / APPLIED_STATE).unlink(missing_ok=True)
+
+    def applied_state_document(self) -> dict[str, Any]:
+        """The state this working copy's apply left (no Terraform process), else
+        :meth:`state_document`: the orphan scan right after an apply reads it so."""
+        path = self.data_dir / APPLIED_STATE
+        if path.is_file():
+            text = path.read_text()
+            return json.loads(text) if text.strip() else {}
+        return self.state_document()
 
     def _pull_state(self) -> str:
         """``state pull``: the state's text, never logged (it holds every attribute)."""

@@ -53,6 +53,7 @@ from mirror_rollout.sandbox.processes import (
     reap,
     stop_group,
 )
+from mirror_rollout.sandbox.work_pool import use_engine_command
 
 WORKER = worker_key(1)
 
@@ -237,6 +238,7 @@ def _ensure_workers(config: SandboxConfig) -> list[ServerStatus]:
         # `prefect deploy` does).
         if statuses[-1].note == "started":
             _wait_for_pool(config, statuses[-1])
+    use_engine_command(config)
     return statuses
 
 

@@ -34,7 +34,7 @@ def orphan_scan(settings: RolloutSettings, run_dir: Path) -> list[CheckResult]:
 
     environment, region = settings.environment, settings.target.region
     terraform = make_provisioner(settings, working_copy(run_dir))
-    state = terraform.state_document()
+    state = terraform.applied_state_document()
     live, orphans = scan(settings.target, state, applied_plan(run_dir, terraform.workspace))
     results = orphan_results(
         environment, live, orphans, f"AWS ({region}) vs the {environment} state", region

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 from prefect import flow
 from prefect.flow_runs import pause_flow_run
@@ -25,6 +26,14 @@ class ResumeNote(RunInput):
     """What the resuming process sends (as an approval would)."""
 
     note: str
+
+
+def _parent_command() -> str:
+    """The command line of the process that started this flow run (Linux's /proc)."""
+    try:
+        return Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 @flow(name=DEPLOYMENT, persist_result=True)
@@ -49,6 +58,7 @@ def worker_probe(
         held_until = time.time()
     return {
         "worker": os.environ[WORKER_NAME_ENV],
+        "started_by": _parent_command(),
         "note": note,
         "held_from": held_from,
         "held_until": held_until,
