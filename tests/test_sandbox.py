@@ -242,3 +242,14 @@ def test_up_leaves_prefect_unimported_so_activate_can_point_it(sandbox) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_an_unreachable_server_is_one_clear_error_for_the_pool(
+    fresh_sandbox_config: sb.SandboxConfig,
+) -> None:
+    from mirror_rollout.errors import EndpointError
+    from mirror_rollout.sandbox.work_pool import use_engine_command
+
+    with pytest.raises(EndpointError) as raised:  # nothing listens: the sandbox is not up
+        use_engine_command(fresh_sandbox_config)
+    assert "did not answer" in str(raised.value) and "prefect.log" in str(raised.value)

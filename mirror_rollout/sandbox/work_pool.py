@@ -34,14 +34,20 @@ def pool_template(current: dict[str, Any], python: str) -> dict[str, Any]:
 def use_engine_command(config: SandboxConfig) -> None:
     """Give WORK_POOL (which the first worker created) :func:`pool_template`, if it lacks it."""
     url = f"{config.url('prefect')}/work_pools/{WORK_POOL}"
-    with httpx.Client(timeout=10.0, trust_env=False, headers=api_headers(config)) as http:
-        answer = http.get(url)
-        if answer.status_code == 200:
-            current = answer.json()["base_job_template"]
-            template = pool_template(current, sys.executable)
-            if template == current:
-                return
-            answer = http.patch(url, json={"base_job_template": template})
+    try:
+        with httpx.Client(timeout=10.0, trust_env=False, headers=api_headers(config)) as http:
+            answer = http.get(url)
+            if answer.status_code == 200:
+                current = answer.json()["base_job_template"]
+                template = pool_template(current, sys.executable)
+                if template == current:
+                    return
+                answer = http.patch(url, json={"base_job_template": template})
+    except httpx.HTTPError as exc:
+        raise EndpointError(
+            f"the sandbox's Prefect server at {url} did not answer ({type(exc).__name__})",
+            "see prefect.log in the sandbox's state directory (`mirror-rollout sandbox status`)",
+        ) from None
     if answer.status_code >= 400:
         raise EndpointError(
             f"the sandbox's Prefect server answered HTTP {answer.status_code} for work pool "
